@@ -1,0 +1,143 @@
+"""The callback contract: `Callback` hooks and the `CallbackList` that fans them out.
+
+A callback sees the `Trainer` as `self.trainer` (set by `set_trainer`) and may
+set `self.trainer.stop_training = True` to end `fit` after the current
+batch/epoch, as in Keras. Callbacks that hold state between epochs implement
+`state_dict()` / `load_state_dict(state)` with JSON-serialisable values; the
+Trainer saves that state with every checkpoint and restores it on resume.
+
+Batch hooks receive the logs of the last finished step. When the Trainer runs
+several steps per graph call, `on_train_batch_end` fires once per call with
+`batch` set to the index of the last step of that call.
+
+Example:
+
+>>> class CountEpochs(Callback):
+...     def __init__(self):
+...         super().__init__()
+...         self.epochs_seen = 0
+...     def on_epoch_end(self, epoch, logs=None):
+...         self.epochs_seen += 1
+...     def state_dict(self):
+...         return {"epochs_seen": self.epochs_seen}
+...     def load_state_dict(self, state):
+...         self.epochs_seen = state["epochs_seen"]
+>>> CountEpochs().state_dict()
+{'epochs_seen': 0}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["Callback", "CallbackList"]
+
+_HOOKS = (
+    "on_train_begin",
+    "on_train_end",
+    "on_epoch_begin",
+    "on_epoch_end",
+    "on_train_batch_begin",
+    "on_train_batch_end",
+    "on_test_begin",
+    "on_test_end",
+    "on_predict_begin",
+    "on_predict_end",
+)
+
+
+class Callback:
+    """Base class: override the hooks you need; every hook does nothing by default."""
+
+    def __init__(self) -> None:
+        self.trainer = None
+
+    def set_trainer(self, trainer) -> None:
+        """Attach the Trainer; called by `CallbackList` before training starts."""
+        self.trainer = trainer
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        """Called once before the first epoch."""
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        """Called once after the last epoch (also after an early stop)."""
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        """Called at the start of each epoch (0-based `epoch`)."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Called at the end of each epoch with training and `val_` logs."""
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        """Called before a training step (or a graph call of several steps)."""
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        """Called after a training step with its logs (floats)."""
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        """Called before `evaluate` (also the validation pass of `fit`)."""
+
+    def on_test_end(self, logs: dict | None = None) -> None:
+        """Called after `evaluate` with its results."""
+
+    def on_predict_begin(self, logs: dict | None = None) -> None:
+        """Called before `predict`."""
+
+    def on_predict_end(self, logs: dict | None = None) -> None:
+        """Called after `predict`."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable state saved with each checkpoint; stateless by default."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
+
+
+class CallbackList(Callback):
+    """Calls each hook on every callback, in order."""
+
+    def __init__(self, callbacks: Iterable[Callback] = ()) -> None:
+        super().__init__()
+        self.callbacks = list(callbacks)
+        for callback in self.callbacks:
+            if not isinstance(callback, Callback):
+                raise TypeError(
+                    "Every callback must be a `tfcraft.training.Callback`. "
+                    f"Received: {callback!r} of type {type(callback).__name__}"
+                )
+
+    def set_trainer(self, trainer) -> None:
+        """Attach the Trainer to every callback."""
+        super().set_trainer(trainer)
+        for callback in self.callbacks:
+            callback.set_trainer(trainer)
+
+    def state_dict(self) -> dict[str, Any]:
+        """State of every stateful callback, keyed by position and class name."""
+        return {
+            f"{index}:{type(callback).__name__}": callback.state_dict()
+            for index, callback in enumerate(self.callbacks)
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore each callback's state; keys must match the same callbacks."""
+        for index, callback in enumerate(self.callbacks):
+            key = f"{index}:{type(callback).__name__}"
+            if key in state:
+                callback.load_state_dict(state[key])
+
+
+def _fan_out(hook: str):
+    def method(self, *args, **kwargs):
+        for callback in self.callbacks:
+            getattr(callback, hook)(*args, **kwargs)
+
+    method.__name__ = hook
+    method.__doc__ = f"Call `{hook}` on every callback."
+    return method
+
+
+for _hook in _HOOKS:
+    setattr(CallbackList, _hook, _fan_out(_hook))
