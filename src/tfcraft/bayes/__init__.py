@@ -1,0 +1,1 @@
+"""Probabilistic inference: ELBO, predictive uncertainty, ensembles and calibration."""

@@ -1,0 +1,1 @@
+"""Training engine: the compiled custom loop, clipping, callbacks and checkpoints."""
