@@ -59,7 +59,7 @@ def test_load_arrays_csv_and_npz_roundtrip(tmp_path):
 
 
 def test_load_arrays_bad_input(tmp_path):
-    with pytest.raises(FileNotFoundError, match="missing.csv"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.csv"):
         datasets.load_arrays(tmp_path / "missing.csv")
     bad = tmp_path / "data.txt"
     bad.write_text("1,2\n")

@@ -15,7 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 
-from tfcraft import distributions, layers  # noqa: E402
-from tfcraft._determinism import enable_determinism  # noqa: E402
+from tfcraft import distributions, layers
+from tfcraft._determinism import enable_determinism
 
 __all__ = ["__version__", "distributions", "enable_determinism", "layers"]

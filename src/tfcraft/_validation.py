@@ -36,9 +36,7 @@ def check_positive_int(name: str, value: object) -> int:
         ValueError: `value <= 0`.
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(
-            f"Argument `{name}` must be a positive integer. Received: {name}={value!r}"
-        )
+        raise TypeError(f"Argument `{name}` must be a positive integer. Received: {name}={value!r}")
     if value <= 0:
         raise ValueError(
             f"Argument `{name}` must be a positive integer. Received: {name}={value!r}"

@@ -156,13 +156,13 @@ def reshape_targets(dist: tfd.Distribution, y_true) -> tf.Tensor:
     y_true = tf.cast(y_true, dist.dtype) if dist.dtype.is_floating else y_true
     target_shape = tf.concat([dist.batch_shape_tensor(), dist.event_shape_tensor()], axis=0)
     static = dist.batch_shape.concatenate(dist.event_shape)
-    if static.is_fully_defined() and y_true.shape.is_fully_defined():
-        if static.num_elements() != y_true.shape.num_elements():
-            raise ValueError(
-                "`y_true` does not match the predicted distribution. "
-                f"Received: y_true.shape={tuple(y_true.shape)}, "
-                f"distribution batch+event shape={tuple(static.as_list())}"
-            )
+    known = static.is_fully_defined() and y_true.shape.is_fully_defined()
+    if known and static.num_elements() != y_true.shape.num_elements():
+        raise ValueError(
+            "`y_true` does not match the predicted distribution. "
+            f"Received: y_true.shape={tuple(y_true.shape)}, "
+            f"distribution batch+event shape={tuple(static.as_list())}"
+        )
     if isinstance(dist, tfd.Categorical) and y_true.dtype.is_floating:
         y_true = tf.cast(y_true, tf.int32)
     return tf.reshape(y_true, target_shape)
