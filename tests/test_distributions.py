@@ -42,7 +42,9 @@ def test_mixture_normal_log_prob_is_log_sum_of_components():
     dist = distributions.distribution_from_params("mixture_normal", params)
     weights = np.exp(logits) / np.sum(np.exp(logits))
     y = 0.7
-    density = sum(w * stats.norm(m, softplus(r)).pdf(y) for w, m, r in zip(weights, loc, raw))
+    density = sum(
+        w * stats.norm(m, softplus(r)).pdf(y) for w, m, r in zip(weights, loc, raw, strict=True)
+    )
     np.testing.assert_allclose(dist.log_prob([[y]]), [np.log(density)], rtol=1e-5)
     assert dist.event_shape.as_list() == [1]
 
