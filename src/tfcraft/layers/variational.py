@@ -1,0 +1,416 @@
+"""Bayesian (mean-field variational) layers for Keras 3, and the protocol functions.
+
+Each layer keeps a factorised Gaussian posterior over its kernel as two
+`add_weight` variables, `kernel_loc` and `kernel_scale_raw` (the scale is
+`softplus(kernel_scale_raw)`), builds the `tfd` distributions from them inside
+`call`, and adds `kl_weight * KL(q || p) / num_train_examples` with `add_loss`.
+Minimising mean-over-batch NLL plus `sum(model.losses)` is then the negative
+ELBO divided by the number of training examples, whatever the batch size.
+
+The bias is a deterministic point estimate `bias_loc` (TFP's default), so it has
+no KL term.
+
+Protocol (used by `tfcraft.training` and `tfcraft.bayes`):
+
+- `stochastic = True` on every layer whose prediction is random;
+  `is_stochastic(model)` tells whether a model has one.
+- `is_variational = True` on the layers of this module;
+  `variational_layers(model)` lists them and `set_num_train_examples(model, n)`
+  fills in `num_train_examples` (the `Trainer` calls it from `fit`).
+- `kl_weight` is a non-trainable scalar weight; KL annealing assigns to it.
+
+`num_train_examples` is a Python number read when `call` is traced: change it
+before the training step is compiled (the `Trainer` does), not in the middle.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+from keras import ops
+
+from tfcraft._validation import check_choice, check_positive_float, check_positive_int
+from tfcraft.layers import priors as priors_lib
+from tfcraft.layers.heads import check_seed, seeded_initializer
+from tfcraft.layers.linear import last_dimension
+
+tfd = tfp.distributions
+
+__all__ = [
+    "DenseFlipout",
+    "DenseLocalReparameterization",
+    "DenseReparameterization",
+    "is_stochastic",
+    "set_num_train_examples",
+    "variational_layers",
+]
+
+KL_METHODS = ("analytic", "mc", "auto")
+
+
+class VariationalLayer(keras.layers.Layer):
+    """Base of the variational layers: posterior weights, prior, KL loss, config.
+
+    Subclasses create their weights with `_add_kernel_posterior(shape)` and
+    `_add_bias(size)` in `build` and implement `_kernel_outputs(inputs, loc,
+    scale) -> (outputs, kernel_sample)`, where `kernel_sample` is a posterior
+    sample of the kernel or None when the estimator never draws one.
+    """
+
+    stochastic = True
+    is_variational = True
+
+    def __init__(
+        self,
+        activation=None,
+        use_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        posterior_scale_init: float = 1e-3,
+        prior="normal",
+        kl: str = "auto",
+        num_train_examples: int | None = None,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.seed = check_seed(seed)
+        self.activation = keras.activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = seeded_initializer(kernel_initializer, self.seed)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.posterior_scale_init = check_positive_float(
+            "posterior_scale_init", posterior_scale_init
+        )
+        self.prior = priors_lib.get(prior)
+        self._prior_arg = prior if isinstance(prior, str | dict) else None
+        self.kl = check_choice("kl", kl, KL_METHODS)
+        self.num_train_examples = _check_num_train_examples(num_train_examples)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.kl_weight = self.add_weight(
+            name="kl_weight", shape=(), initializer="ones", trainable=False
+        )
+
+    # -- weights ---------------------------------------------------------------
+
+    def _add_kernel_posterior(self, shape: tuple[int, ...]) -> None:
+        self.kernel_loc = self.add_weight(
+            name="kernel_loc", shape=shape, initializer=self.kernel_initializer
+        )
+        # softplus^-1(s) = log(expm1(s)), so softplus(kernel_scale_raw) starts at s.
+        raw = math.log(math.expm1(self.posterior_scale_init))
+        self.kernel_scale_raw = self.add_weight(
+            name="kernel_scale_raw",
+            shape=shape,
+            initializer=keras.initializers.Constant(raw),
+        )
+
+    def _add_bias(self, size: int) -> None:
+        self.bias_loc = (
+            self.add_weight(name="bias_loc", shape=(size,), initializer=self.bias_initializer)
+            if self.use_bias
+            else None
+        )
+
+    # -- distributions -----------------------------------------------------------
+
+    def kernel_posterior(self) -> tfd.Distribution:
+        """The posterior `q(kernel)`: Independent Normal over the whole kernel (float32)."""
+        loc, scale = _loc_and_scale(self.kernel_loc, self.kernel_scale_raw, "float32")
+        return _independent_normal(loc, scale)
+
+    def kernel_prior(self) -> tfd.Distribution:
+        """The prior `p(kernel)`, with the kernel shape as event shape (float32)."""
+        return self.prior(tuple(self.kernel_loc.shape), "float32")
+
+    def kl_divergence(self, kernel_sample=None) -> tf.Tensor:
+        """`KL(q || p)` of the kernel: analytic, or one-sample Monte Carlo.
+
+        With `kl="auto"` the analytic value is used when TFP knows it for the
+        posterior/prior pair (Normal/Normal) and the Monte Carlo estimate
+        `log q(w) - log p(w)` at `kernel_sample` otherwise (a fresh sample if None).
+        """
+        posterior, prior = self.kernel_posterior(), self.kernel_prior()
+        if self.kl != "mc":
+            try:
+                return tfd.kl_divergence(posterior, prior)
+            except NotImplementedError:
+                if self.kl == "analytic":
+                    raise ValueError(
+                        f"No analytic KL divergence between the Normal posterior and "
+                        f"{self.prior!r}. Pass kl='mc' or kl='auto'. Received: kl='analytic'"
+                    ) from None
+        if kernel_sample is None:
+            noise = keras.random.normal(ops.shape(posterior.mean()), seed=self.seed_generator)
+            kernel_sample = posterior.mean() + posterior.stddev() * noise
+        kernel_sample = ops.cast(kernel_sample, "float32")
+        return posterior.log_prob(kernel_sample) - prior.log_prob(kernel_sample)
+
+    # -- forward pass --------------------------------------------------------------
+
+    def _kernel_outputs(self, inputs, loc, scale):
+        raise NotImplementedError
+
+    def call(self, inputs, training=None):
+        """Stochastic forward pass; adds the scaled KL term with `add_loss`.
+
+        Raises:
+            ValueError: `training=True` while `num_train_examples` is None. Calls
+                with `training` False or None (prediction, symbolic model
+                construction) add no KL term and do not raise.
+        """
+        if training and self.num_train_examples is None:
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r} needs `num_train_examples` to scale "
+                "its KL term (KL / N). Pass `num_train_examples=` (the training set "
+                "size) to the layer, call `tfcraft.layers.set_num_train_examples(model, n)`, "
+                "or train with `tfcraft.training.Trainer`, which sets it. "
+                "Received: num_train_examples=None"
+            )
+        loc, scale = _loc_and_scale(self.kernel_loc, self.kernel_scale_raw, inputs.dtype)
+        outputs, kernel_sample = self._kernel_outputs(inputs, loc, scale)
+        if self.bias_loc is not None:
+            outputs = self._add_bias_to(outputs, ops.cast(self.bias_loc, outputs.dtype))
+        if self.num_train_examples is not None:
+            kl = self.kl_divergence(kernel_sample)
+            scaled = ops.cast(self.kl_weight, "float32") * kl / float(self.num_train_examples)
+            self.add_loss(scaled)
+        return self.activation(outputs) if self.activation is not None else outputs
+
+    def _add_bias_to(self, outputs, bias):
+        return ops.add(outputs, bias)
+
+    def get_config(self) -> dict:
+        """Constructor arguments, so `from_config` rebuilds the same layer."""
+        prior = self._prior_arg if self._prior_arg is not None else priors_lib.serialize(self.prior)
+        return {
+            **super().get_config(),
+            "activation": keras.activations.serialize(self.activation),
+            "use_bias": self.use_bias,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            "posterior_scale_init": self.posterior_scale_init,
+            "prior": prior,
+            "kl": self.kl,
+            "num_train_examples": self.num_train_examples,
+            "seed": self.seed,
+        }
+
+
+_SHARED_ARGS = """
+        activation: Activation name or callable. Defaults to `None` (linear).
+        use_bias: Whether to add the deterministic bias `bias_loc`. Defaults to `True`.
+        kernel_initializer: Initializer of the posterior mean `kernel_loc`.
+            Defaults to `"glorot_uniform"`.
+        bias_initializer: Initializer of `bias_loc`. Defaults to `"zeros"`.
+        posterior_scale_init: Positive float, the initial posterior standard
+            deviation of every kernel entry (small keeps early training stable).
+            Defaults to `1e-3`.
+        prior: `"normal"`, `"scale_mixture"`, a prior config dict or a prior
+            object from `tfcraft.layers.priors`. Defaults to `"normal"` (N(0, 1)).
+        kl: `"analytic"` (closed form; Normal prior only), `"mc"` (one-sample
+            Monte Carlo with the sampled kernel) or `"auto"` (analytic when
+            available). Defaults to `"auto"`.
+        num_train_examples: Positive integer N, the training set size; the layer
+            adds `kl_weight * KL / N` to `model.losses`. Required for
+            `training=True` calls unless set later with `set_num_train_examples`
+            (the `Trainer` does). Defaults to `None`.
+        seed: Optional integer seed of the kernel initializer and of the layer's
+            `keras.random.SeedGenerator`, the only source of its randomness.
+        **kwargs: Base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+"""
+
+
+class _DenseVariational(VariationalLayer):
+    """Dense variant: kernel `(input_dim, units)`; subclasses choose the estimator."""
+
+    def __init__(self, units: int, **kwargs):
+        super().__init__(**kwargs)
+        self.units = check_positive_int("units", units)
+        self.input_spec = keras.InputSpec(min_ndim=2)
+
+    def build(self, input_shape) -> None:
+        """Create `kernel_loc`, `kernel_scale_raw` `(input_dim, units)` and `bias_loc`."""
+        input_dim = last_dimension(type(self).__name__, input_shape)
+        self._add_kernel_posterior((input_dim, self.units))
+        self._add_bias(self.units)
+        self.input_spec = keras.InputSpec(min_ndim=2, axes={-1: input_dim})
+
+    def compute_output_shape(self, input_shape):
+        """Same leading axes, last axis `units`."""
+        return (*tuple(input_shape)[:-1], self.units)
+
+    def get_config(self) -> dict:
+        """Constructor arguments."""
+        return {**super().get_config(), "units": self.units}
+
+
+_DENSE_SHAPES = """
+    Input shape:
+        `(..., input_dim)`.
+
+    Output shape:
+        `(..., units)`.
+"""
+
+
+@keras.saving.register_keras_serializable(package="tfcraft")
+class DenseReparameterization(_DenseVariational):
+    """Dense layer with a Gaussian kernel posterior, one kernel sample per call.
+
+    `outputs = activation(inputs @ W + bias_loc)` with `W = loc + scale * eps`,
+    the same `W` for the whole batch (reparameterization trick). Simple, but
+    examples in a batch share their noise, so gradients are noisier than with
+    `DenseFlipout` or `DenseLocalReparameterization`.
+
+    Example:
+
+    >>> layer = DenseReparameterization(2, num_train_examples=100, seed=0)
+    >>> y = layer(np.ones((3, 4), "float32"), training=True)
+    >>> y.shape, len(layer.losses), len(layer.trainable_weights)
+    (TensorShape([3, 2]), 1, 3)
+
+    Args:
+        units: Positive integer, the output size.
+    """
+
+    def _kernel_outputs(self, inputs, loc, scale):
+        noise = keras.random.normal(ops.shape(loc), dtype=loc.dtype, seed=self.seed_generator)
+        kernel = loc + scale * noise
+        return ops.matmul(inputs, kernel), kernel
+
+
+@keras.saving.register_keras_serializable(package="tfcraft")
+class DenseFlipout(_DenseVariational):
+    """Dense layer with a Gaussian kernel posterior and the Flipout estimator.
+
+    One perturbation `delta = scale * eps` is drawn per call and decorrelated
+    across examples with random signs: `inputs @ loc + ((inputs * s_in) @ delta)
+    * s_out`, `s_in`, `s_out` in {-1, +1}. Each example sees a valid posterior
+    sample, and the gradient variance is much lower than with one shared sample,
+    for about twice the cost.
+
+    Example:
+
+    >>> layer = DenseFlipout(2, num_train_examples=100, seed=0)
+    >>> layer(np.ones((3, 4), "float32")).shape
+    TensorShape([3, 2])
+
+    Args:
+        units: Positive integer, the output size.
+
+    References:
+        Wen et al., "Flipout: Efficient Pseudo-Independent Weight Perturbations
+        on Mini-Batches", ICLR 2018.
+    """
+
+    def _kernel_outputs(self, inputs, loc, scale):
+        delta = scale * keras.random.normal(
+            ops.shape(loc), dtype=loc.dtype, seed=self.seed_generator
+        )
+        input_shape = ops.shape(inputs)
+        sign_input = _rademacher(input_shape, inputs.dtype, self.seed_generator)
+        sign_output = _rademacher(
+            (*input_shape[:-1], self.units), inputs.dtype, self.seed_generator
+        )
+        perturbation = ops.matmul(inputs * sign_input, delta) * sign_output
+        return ops.matmul(inputs, loc) + perturbation, loc + delta
+
+
+@keras.saving.register_keras_serializable(package="tfcraft")
+class DenseLocalReparameterization(_DenseVariational):
+    """Dense layer with a Gaussian kernel posterior, sampling pre-activations.
+
+    The pre-activation of a mean-field Gaussian kernel is Gaussian with mean
+    `inputs @ loc` and variance `inputs**2 @ scale**2`; the layer samples it
+    directly, independently for every example (local reparameterization).
+    No kernel is drawn, so a Monte Carlo KL draws one separately.
+
+    Example:
+
+    >>> layer = DenseLocalReparameterization(2, seed=0)
+    >>> layer(np.ones((3, 4), "float32")).shape
+    TensorShape([3, 2])
+
+    Args:
+        units: Positive integer, the output size.
+
+    References:
+        Kingma, Salimans & Welling, "Variational Dropout and the Local
+        Reparameterization Trick", NeurIPS 2015.
+    """
+
+    def _kernel_outputs(self, inputs, loc, scale):
+        mean = ops.matmul(inputs, loc)
+        variance = ops.matmul(ops.square(inputs), ops.square(scale))
+        # A tiny floor keeps the gradient of sqrt finite for all-zero input rows.
+        stddev = ops.sqrt(variance + ops.cast(1e-12, variance.dtype))
+        noise = keras.random.normal(ops.shape(mean), dtype=mean.dtype, seed=self.seed_generator)
+        return mean + stddev * noise, None
+
+
+for _layer in (DenseReparameterization, DenseFlipout, DenseLocalReparameterization):
+    _layer.__doc__ = _layer.__doc__.rstrip() + "\n" + _SHARED_ARGS + _DENSE_SHAPES
+
+
+# -- protocol functions ------------------------------------------------------------
+
+
+def is_stochastic(model: keras.layers.Layer) -> bool:
+    """Whether `model` (or any layer inside it) gives random predictions.
+
+    Example:
+
+    >>> is_stochastic(keras.Sequential([keras.Input((2,)), DenseFlipout(1)]))
+    True
+    """
+    return any(getattr(layer, "stochastic", False) for layer in model._flatten_layers())
+
+
+def variational_layers(model: keras.layers.Layer) -> list:
+    """All layers of `model` (itself included) with `is_variational = True`."""
+    return [layer for layer in model._flatten_layers() if getattr(layer, "is_variational", False)]
+
+
+def set_num_train_examples(model: keras.layers.Layer, n: int, overwrite: bool = False) -> int:
+    """Set `num_train_examples = n` on the variational layers of `model`.
+
+    Layers that already have a value keep it unless `overwrite=True`. Call it
+    before the training step is compiled.
+
+    Returns:
+        How many layers were set.
+    """
+    n = check_positive_int("n", n)
+    count = 0
+    for layer in variational_layers(model):
+        if overwrite or layer.num_train_examples is None:
+            layer.num_train_examples = n
+            count += 1
+    return count
+
+
+# -- private helpers -----------------------------------------------------------------
+
+
+def _check_num_train_examples(value: object) -> int | None:
+    return None if value is None else check_positive_int("num_train_examples", value)
+
+
+def _loc_and_scale(loc_variable, scale_raw_variable, dtype):
+    loc = ops.cast(loc_variable, dtype)
+    scale = ops.cast(ops.softplus(ops.cast(scale_raw_variable, "float32")), dtype)
+    return loc, scale
+
+
+def _independent_normal(loc, scale) -> tfd.Distribution:
+    return tfd.Independent(tfd.Normal(loc, scale), reinterpreted_batch_ndims=len(loc.shape))
+
+
+def _rademacher(shape, dtype, seed_generator):
+    """Random signs in {-1, +1} of `shape`."""
+    bits = keras.random.randint(shape, 0, 2, dtype="int32", seed=seed_generator)
+    return ops.cast(2 * bits - 1, dtype)
