@@ -93,9 +93,12 @@ def elbo_loss(nll, kl, num_train_examples: int, kl_weight: float = 1.0) -> tf.Te
     Returns:
         A scalar float tensor, the loss to minimise.
     """
+    nll = tf.convert_to_tensor(nll)
+    if not nll.dtype.is_floating:
+        nll = tf.cast(nll, tf.float32)
+    kl = tf.convert_to_tensor(kl, dtype_hint=nll.dtype)
     kl_term = scaled_kl(kl, num_train_examples, kl_weight)
-    nll = tf.cast(tf.convert_to_tensor(nll), kl_term.dtype)
-    return tf.reduce_mean(nll) + kl_term
+    return tf.reduce_mean(nll) + tf.cast(kl_term, nll.dtype)
 
 
 class KLWeightSchedule:

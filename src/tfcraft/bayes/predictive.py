@@ -41,6 +41,7 @@ import tensorflow_probability as tfp
 
 from tfcraft._validation import check_float_in_range, check_positive_int
 from tfcraft.distributions import distribution_from_params
+from tfcraft.layers import find_head, is_stochastic
 
 tfd = tfp.distributions
 
@@ -300,23 +301,6 @@ def _seeded(models: Sequence[keras.Model], seed: int | None):
 # -- the public entry point ----------------------------------------------------
 
 
-def _is_stochastic(model: keras.Model) -> bool:
-    from tfcraft import layers
-
-    if hasattr(layers, "is_stochastic"):
-        return bool(layers.is_stochastic(model))
-    return any(  # until `tfcraft.layers.is_stochastic` exists
-        getattr(type(layer), "stochastic", False)
-        for layer in model._flatten_layers(include_self=True)
-    )
-
-
-def _find_head(model: keras.Model):
-    from tfcraft.layers.heads import find_head
-
-    return find_head(model)
-
-
 def _members(model_or_ensemble) -> tuple[list, bool]:
     """The models to run and whether they form an ensemble."""
     if isinstance(model_or_ensemble, keras.Model):
@@ -335,7 +319,7 @@ def _members(model_or_ensemble) -> tuple[list, bool]:
 
 
 def _family(models: list) -> str | None:
-    heads = [_find_head(model) for model in models]
+    heads = [find_head(model) for model in models]
     families = {None if head is None else head.family for head in heads}
     if len(families) > 1:
         raise ValueError(
@@ -385,7 +369,7 @@ def predict(
         batch_size = check_positive_int("batch_size", batch_size)
     models, is_ensemble = _members(model_or_ensemble)
     family = _family(models)
-    stochastic = [_is_stochastic(model) for model in models]
+    stochastic = [is_stochastic(model) for model in models]
     if not is_ensemble and family is None and not stochastic[0]:
         raise ValueError(
             f"Model {models[0].name!r} has no distribution head and no stochastic layer "
