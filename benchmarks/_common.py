@@ -1,0 +1,110 @@
+"""Helpers shared by the benchmark scripts: matmul peak, timing, tables, atomic writes.
+
+Import from a script in `benchmarks/` with `from _common import ...` (the script's
+folder is on `sys.path` when it is run as `python benchmarks/<script>.py`).
+Running this file on its own prints the machine's float32 matmul peak.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def matmul_peak_gflops(n: int = 2048, chain: int = 4, trials: int = 7) -> float:
+    """Best float32 GFLOP/s of `chain` dependent n x n matmuls in one compiled call.
+
+    `2 * n**3` flops per matmul; the best of `trials` timed calls after one
+    warm-up call, so the figure is what the machine can do, not what it did
+    on average while other processes were running.
+    """
+    a = tf.random.stateless_normal((n, n), seed=(1, 2), dtype=tf.float32)
+    b = tf.random.stateless_normal((n, n), seed=(3, 4), dtype=tf.float32) / n**0.5
+
+    @tf.function
+    def run(x):
+        for _ in range(chain):  # unrolled at trace time; each depends on the last
+            x = tf.linalg.matmul(x, b)
+        return tf.reduce_sum(x)
+
+    run(a).numpy()  # trace and warm up
+    best = float("inf")
+    for _ in range(trials):
+        start = time.perf_counter()
+        run(a).numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * n**3 * chain / best / 1e9
+
+
+def median_seconds(fn: Callable[[], object], repeats: int = 3) -> float:
+    """Median wall time of `repeats` calls of `fn` (warm it up before)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def training_gflops(num_params: int, samples_per_second: float) -> float:
+    """Achieved GFLOP/s of dense training: ~6 flops per parameter per sample.
+
+    2 for the forward multiply-add, 4 for the two backward products (Kaplan et
+    al. 2020, "Scaling Laws for Neural Language Models", sec. 2.1).
+    """
+    return 6.0 * num_params * samples_per_second / 1e9
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A GitHub-flavoured Markdown table; floats get a sensible number of digits."""
+
+    def cell(value: object) -> str:
+        if isinstance(value, float):
+            if value != value:
+                return "n/a"
+            return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+        return str(value)
+
+    lines = [
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join("---" for _ in headers) + "|",
+    ]
+    lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def pass_fail(name: str, ok: bool, detail: str) -> str:
+    """One result line: `PASS  name (detail)`."""
+    return f"{'PASS' if ok else 'FAIL'}  {name} ({detail})"
+
+
+def machine_summary() -> str:
+    """CPU count, load average and versions: the context a reader needs for the numbers."""
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (
+        f"{platform.machine()} x{os.cpu_count()} CPUs, load average {load}, "
+        f"Python {platform.python_version()}, TensorFlow {tf.__version__}"
+    )
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """After a crash: the old file or the new file, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    print(f"float32 matmul peak: {matmul_peak_gflops():.1f} GFLOP/s ({machine_summary()})")
