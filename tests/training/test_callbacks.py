@@ -126,6 +126,14 @@ def test_progress_bar_live_bar_on_a_terminal():
     assert text.endswith("\n")
 
 
+def test_progress_bar_unknown_steps_counts_without_bar_or_eta():
+    stream, trainer = FakeTerminal(), make_trainer(epochs=1)
+    trainer.params["steps"] = None  # e.g. an iterator of unknown length
+    run_epochs([ProgressBar(stream=stream)], trainer, [{"loss": 0.5}], steps=3)
+    last = stream.getvalue().split("\r")[-1]
+    assert last.startswith("3 steps") and "ETA" not in last and "[" not in last
+
+
 def test_progress_bar_verbose_zero_is_silent_and_two_is_plain():
     silent, plain = io.StringIO(), FakeTerminal()
     bars = [ProgressBar(verbose=0, stream=silent), ProgressBar(verbose=2, stream=plain)]
