@@ -15,7 +15,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 
-from tfcraft import distributions, layers
+from tfcraft import datasets, distributions, layers, losses, metrics
 from tfcraft._determinism import enable_determinism
 
-__all__ = ["__version__", "distributions", "enable_determinism", "layers"]
+__all__ = [
+    "__version__",
+    "datasets",
+    "distributions",
+    "enable_determinism",
+    "layers",
+    "losses",
+    "metrics",
+]
