@@ -1,0 +1,212 @@
+"""Graph loops that run several training steps per `tf.function` call.
+
+Per-call overhead dominates small models on CPU, so the Trainer amortises it:
+`ArrayLoop` gathers batches by index from in-memory tensors and runs up to a
+whole epoch in one (optionally XLA-compiled) `tf.while_loop`; `IteratorLoop`
+pulls batches from a `tf.data` iterator inside the graph.
+
+Both return the logs of the last step plus `nonfinite_steps` (how many steps
+of the call had a non-finite loss or gradient) and the running results of the
+step's trackers.
+
+Example:
+
+>>> import keras, tensorflow as tf
+>>> from tfcraft.training.steps import make_train_step
+>>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+>>> step = make_train_step(model, "sgd", loss="mse")
+>>> loop = ArrayLoop(step, (tf.ones((8, 2)), tf.zeros((8, 1))), batch_size=4, seed=0)
+>>> loop.set_epoch(0)
+>>> logs, steps_done = loop.run(0, 2)
+>>> steps_done, sorted(logs)
+(2, ['grad_norm', 'learning_rate', 'loss', 'nonfinite_steps'])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import tensorflow as tf
+
+from tfcraft.training.data import epoch_permutation
+
+__all__ = ["ArrayLoop", "IteratorLoop", "to_python_logs"]
+
+
+def to_python_logs(logs: dict) -> dict[str, float]:
+    """Tensors to Python floats (ints stay ints), as callbacks receive them."""
+    out = {}
+    for name, value in logs.items():
+        value = value.numpy() if hasattr(value, "numpy") else value
+        out[name] = int(value) if name == "nonfinite_steps" else float(value)
+    return out
+
+
+def _logs_spec(step: Callable, batch_spec) -> dict:
+    """Structure of the step's logs, found by tracing it once in a throwaway graph."""
+    graph = tf.function(lambda batch: step(batch)).get_concrete_function(batch_spec)
+    return {
+        name: tf.TensorSpec(tensor.shape, tensor.dtype)
+        for name, tensor in graph.structured_outputs.items()
+    }
+
+
+def _zeros(spec: dict) -> dict:
+    return {name: tf.zeros(s.shape, s.dtype) for name, s in spec.items()}
+
+
+def _loop_step(step: Callable, batch, count, logs: dict):
+    new = dict(step(batch))
+    count += tf.cast(new.pop("nonfinite", 0), tf.int32)
+    return count, {name: tf.cast(new[name], logs[name].dtype) for name in logs}
+
+
+class ArrayLoop:
+    """Runs steps over in-memory tensors, batches gathered from a per-epoch permutation.
+
+    Args:
+        step: A `TrainStep` (or any `step(batch) -> logs` with `results()`).
+        tensors: `(x, y[, sample_weight])` tensors (nested structures allowed).
+        batch_size: Examples per batch.
+        seed: Seed of the per-epoch permutations.
+        shuffle: If `False`, batches are taken in order.
+        drop_remainder: If `True`, the last partial batch is skipped.
+        jit_compile: Compile each call with XLA.
+    """
+
+    def __init__(
+        self,
+        step,
+        tensors: tuple,
+        batch_size: int,
+        seed: int,
+        shuffle: bool = True,
+        drop_remainder: bool = False,
+        jit_compile: bool = False,
+    ) -> None:
+        self.step = step
+        # Variables, so a later `fit` on new arrays of the same shapes reuses the graphs.
+        self.tensors = tf.nest.map_structure(
+            lambda t: tf.Variable(t, trainable=False, name="data"), tensors
+        )
+        self.num_examples = int(tf.nest.flatten(tensors)[0].shape[0])
+        self.requested_batch_size = batch_size
+        self.drop_remainder = drop_remainder
+        self.batch_size = min(batch_size, self.num_examples)
+        self.seed = seed
+        self.shuffle = shuffle
+        self.num_full = self.num_examples // self.batch_size
+        self.remainder = 0 if drop_remainder else self.num_examples % self.batch_size
+        self.steps_per_epoch = self.num_full + (1 if self.remainder else 0)
+        self._order = tf.Variable(
+            tf.range(self.num_examples, dtype=tf.int32), trainable=False, name="epoch_order"
+        )
+        batch_spec = tf.nest.map_structure(
+            lambda t: tf.TensorSpec((self.batch_size, *t.shape[1:]), t.dtype), tensors
+        )
+        self._spec = {k: v for k, v in _logs_spec(step, batch_spec).items() if k != "nonfinite"}
+        self.build(jit_compile)
+
+    def build(self, jit_compile: bool) -> None:
+        """(Re)create the compiled functions, e.g. without XLA after a failure."""
+        self.jit_compile = jit_compile
+        signature = [tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.int32)]
+        self._run_full = tf.function(
+            self._full_batches, input_signature=signature, jit_compile=jit_compile
+        )
+        self._run_last = tf.function(self._last_batch, jit_compile=jit_compile)
+
+    def matches(self, tensors: tuple, batch_size: int, shuffle: bool, drop_remainder: bool) -> bool:
+        """Whether this loop can run on `tensors` with these settings after `set_data`."""
+        same_structure = tf.nest.map_structure(lambda _: 0, tensors) == tf.nest.map_structure(
+            lambda _: 0, self.tensors
+        )
+        return (
+            same_structure
+            and all(
+                a.shape == b.shape and a.dtype == b.dtype
+                for a, b in zip(tf.nest.flatten(tensors), tf.nest.flatten(self.tensors))
+            )
+            and (batch_size, shuffle, drop_remainder)
+            == (self.requested_batch_size, self.shuffle, self.drop_remainder)
+        )
+
+    def set_data(self, tensors: tuple) -> None:
+        """Replace the data by arrays of the same shapes (see `matches`)."""
+        tf.nest.map_structure(lambda v, t: v.assign(t), self.tensors, tensors)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Fix the batch order of `epoch` (recomputable from `(seed, epoch)`)."""
+        if self.shuffle:
+            self._order.assign(epoch_permutation(self.num_examples, self.seed, epoch))
+
+    def _gather(self, start, size: int):
+        indices = tf.slice(self._order, [start], [size])
+        return tf.nest.map_structure(lambda t: tf.gather(t, indices), self.tensors)
+
+    def _full_batches(self, first_batch, num_batches):
+        def body(i, count, logs):
+            batch = self._gather((first_batch + i) * self.batch_size, self.batch_size)
+            count, logs = _loop_step(self.step, batch, count, logs)
+            return i + 1, count, logs
+
+        _, count, logs = tf.while_loop(
+            lambda i, *_: i < num_batches,
+            body,
+            (tf.constant(0), tf.constant(0), _zeros(self._spec)),
+        )
+        return {**logs, "nonfinite_steps": count, **self.step.results()}
+
+    def _last_batch(self):
+        batch = self._gather(self.num_full * self.batch_size, self.remainder)
+        count, logs = _loop_step(self.step, batch, tf.constant(0), _zeros(self._spec))
+        return {**logs, "nonfinite_steps": count, **self.step.results()}
+
+    def run(self, position: int, num_steps: int) -> tuple[dict, int]:
+        """Run up to `num_steps` steps from batch `position` of the epoch.
+
+        Returns the logs (tensors) and the number of steps run. A call never
+        mixes full batches with the last partial one.
+        """
+        if position >= self.num_full:
+            return self._run_last(), 1
+        num_steps = min(num_steps, self.num_full - position)
+        return self._run_full(tf.constant(position), tf.constant(num_steps)), num_steps
+
+
+class IteratorLoop:
+    """Runs up to `num_steps` steps per call, pulling batches from a `tf.data` iterator.
+
+    The iterator is consumed inside the graph; a call stops early when the
+    iterator is exhausted and reports how many steps it ran.
+    """
+
+    def __init__(self, step, element_spec, jit_compile: bool = False) -> None:
+        self.step = step
+        self.jit_compile = jit_compile
+        inner = tf.function(step, jit_compile=True) if jit_compile else step
+        self._inner = inner
+        self._spec = {k: v for k, v in _logs_spec(step, element_spec).items() if k != "nonfinite"}
+        self._run = tf.function(self._steps)
+
+    def _steps(self, iterator, num_steps):
+        def body(i, done, count, logs):
+            optional = iterator.get_next_as_optional()
+
+            def run():
+                new_count, new_logs = _loop_step(self._inner, optional.get_value(), count, logs)
+                return i + 1, tf.constant(False), new_count, new_logs
+
+            return tf.cond(optional.has_value(), run, lambda: (i, tf.constant(True), count, logs))
+
+        steps, _, count, logs = tf.while_loop(
+            lambda i, done, *_: tf.logical_and(i < num_steps, tf.logical_not(done)),
+            body,
+            (tf.constant(0), tf.constant(False), tf.constant(0), _zeros(self._spec)),
+        )
+        return {**logs, "nonfinite_steps": count, **self.step.results()}, steps
+
+    def run(self, iterator, num_steps: int) -> tuple[dict, int]:
+        """Run up to `num_steps` steps; returns logs and the number of steps run."""
+        logs, steps = self._run(iterator, tf.constant(num_steps))
+        return logs, int(steps)
