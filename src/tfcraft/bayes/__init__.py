@@ -25,11 +25,13 @@ from tfcraft.bayes.elbo import (
     elbo_loss,
     scaled_kl,
 )
+from tfcraft.bayes.ensemble import DeepEnsemble
 from tfcraft.bayes.predictive import Predictive, mixture_quantile, predict
 
 __all__ = [
     "ConstantKLWeight",
     "CyclicalKLWeight",
+    "DeepEnsemble",
     "KLWeightSchedule",
     "KLWeightScheduler",
     "LinearWarmup",

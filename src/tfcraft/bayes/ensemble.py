@@ -1,0 +1,277 @@
+"""`DeepEnsemble`: several independently initialised and trained networks, one predictive.
+
+Each member is built by `build_model(seed)` with its own seed, trained with
+its own shuffling seed through the tfcraft `Trainer`, and `predict` returns the
+uniform mixture of the members' predictive distributions (Lakshminarayanan,
+Pritzel & Blundell 2017). Members ending in a distribution head give both
+aleatoric and epistemic uncertainty.
+
+Example:
+
+>>> import keras, numpy as np
+>>> from tfcraft.layers import NormalHead
+>>> def build_model(seed):
+...     return keras.Sequential([keras.Input((2,)), NormalHead(seed=seed)])
+>>> ensemble = DeepEnsemble(build_model, num_members=3, seed=0)
+>>> ensemble.predict(np.zeros((4, 2), "float32")).samples.shape
+(3, 4, 1)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from tfcraft._validation import check_positive_int
+from tfcraft.bayes.predictive import Predictive, predict
+from tfcraft.layers import find_head
+from tfcraft.training.trainer import Trainer
+
+__all__ = ["DeepEnsemble"]
+
+_FORMAT = "tfcraft.DeepEnsemble"
+_MANIFEST = "manifest.json"
+
+
+def member_seeds(seed: int, num_members: int) -> list[int]:
+    """Distinct, well-spread 31-bit seeds for the members of an ensemble seeded `seed`.
+
+    `numpy.random.SeedSequence` keeps ensembles with nearby seeds (0 and 1)
+    from sharing members, which `seed + i` would do.
+
+    Example:
+
+    >>> len(set(member_seeds(0, 5))), member_seeds(0, 2) == member_seeds(0, 2)
+    (5, True)
+    """
+    state = np.random.SeedSequence(seed).generate_state(num_members)
+    return [int(value) >> 1 for value in state]
+
+
+class DeepEnsemble:
+    """An ensemble of Keras models trained from different random seeds.
+
+    Example:
+
+    >>> from tfcraft.layers import NormalHead
+    >>> def build_model(seed):
+    ...     return keras.Sequential([keras.Input((1,)), NormalHead(seed=seed)])
+    >>> ensemble = DeepEnsemble(build_model, num_members=2, seed=1)
+    >>> x, y = np.ones((8, 1), "float32"), np.ones((8, 1), "float32")
+    >>> histories = ensemble.fit(x, y, epochs=2, batch_size=4)
+    >>> len(histories), len(ensemble.members)
+    (2, 2)
+
+    Args:
+        build_model: `build_model(seed) -> keras.Model`, a new model whose
+            random initialisation depends on `seed`. Use a top-level function
+            (lambdas work but cannot be named in a saved ensemble).
+        num_members: Positive int. Defaults to `5`.
+        seed: Int; the members' seeds are derived from it (`member_seeds`).
+            Defaults to `0`.
+
+    Attributes:
+        members: The `keras.Model`s.
+        seeds: The seed of each member (initialisation and shuffling).
+        trainers: The member's `tfcraft.training.Trainer`s of the last `fit`.
+    """
+
+    def __init__(self, build_model: Callable[[int], keras.Model], num_members: int = 5, seed=0):
+        if not callable(build_model):
+            raise TypeError(
+                "Argument `build_model` must be a callable `seed -> keras.Model`. "
+                f"Received: build_model={build_model!r}"
+            )
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"Argument `seed` must be an integer. Received: seed={seed!r}")
+        self.build_model = build_model
+        self.num_members = check_positive_int("num_members", num_members)
+        self.seed = seed
+        self.seeds = member_seeds(seed, self.num_members)
+        self.members = [_checked_model(build_model(s), s) for s in self.seeds]
+        self.trainers: list[Trainer] = []
+        self._settings = None
+
+    def fit(
+        self,
+        x,
+        y,
+        epochs: int = 1,
+        batch_size: int = 32,
+        loss=None,
+        optimizer="adam",
+        metrics: Sequence | None = None,
+        validation_data=None,
+        callbacks: Sequence | None = None,
+        verbose: int = 0,
+        **trainer_kwargs,
+    ) -> list:
+        """Train every member on `(x, y)` with its own seed; return their histories.
+
+        A further call with the same settings continues training with the same
+        `trainers` (compiled steps and optimizer state kept), as Keras' `fit`
+        does; different settings start new Trainers from the current weights.
+
+        Args:
+            x: Training inputs.
+            y: Training targets.
+            epochs: Positive int. Defaults to `1`.
+            batch_size: Positive int. Defaults to `32`.
+            loss: A loss for the Trainer. Defaults to the negative log-likelihood
+                of the members' distribution head.
+            optimizer: Optimizer name or instance; an instance is cloned from
+                its config for each member. Defaults to `"adam"`.
+            metrics: Metrics for the Trainer (names, or instances reused per member).
+            validation_data: Optional `(x_val, y_val)`.
+            callbacks: Callbacks given to every member's Trainer (they are reset
+                at the start of each member's training, as in Keras).
+            verbose: `0` silent, `1` progress bars. Defaults to `0`.
+            **trainer_kwargs: Further `tfcraft.training.Trainer` arguments
+                (`clip`, `jit_compile`, `steps_per_execution`, ...).
+
+        Returns:
+            The `History` of each member.
+        """
+        settings = (loss, optimizer, list(metrics or ()), list(callbacks or ()), trainer_kwargs)
+        if not self.trainers or settings != self._settings:
+            member_loss = self._default_loss() if loss is None else loss
+            self.trainers = [
+                Trainer(
+                    member,
+                    optimizer=_fresh_optimizer(optimizer),
+                    loss=member_loss,
+                    metrics=metrics,
+                    seed=member_seed,
+                    callbacks=callbacks,
+                    **trainer_kwargs,
+                )
+                for member, member_seed in zip(self.members, self.seeds, strict=True)
+            ]
+            self._settings = settings
+        return [
+            trainer.fit(
+                (x, y),
+                epochs=epochs,
+                batch_size=batch_size,
+                validation_data=validation_data,
+                verbose=verbose,
+            )
+            for trainer in self.trainers
+        ]
+
+    def predict(
+        self, x, num_samples: int = 100, batch_size: int | None = None, seed: int | None = None
+    ) -> Predictive:
+        """The ensemble's predictive mixture at `x`; see `tfcraft.bayes.predict`."""
+        return predict(self, x, num_samples=num_samples, batch_size=batch_size, seed=seed)
+
+    def _default_loss(self):
+        from tfcraft.losses import NegativeLogLikelihood
+
+        head = find_head(self.members[0])
+        if head is None:
+            raise ValueError(
+                "The members have no distribution head, so there is no default loss. "
+                "Pass `loss=` to `fit`. Received: loss=None"
+            )
+        return NegativeLogLikelihood(head.family)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write `member_<i>.keras` files and `manifest.json` into the folder `path`.
+
+        The folder is written under a temporary name and renamed into place, so
+        after a crash `path` holds the old ensemble or the new one, never a mix.
+        """
+        import tfcraft
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+        try:
+            files = []
+            for index, member in enumerate(self.members):
+                files.append(f"member_{index}.keras")
+                member.save(tmp / files[-1])
+            manifest = {
+                "format": _FORMAT,
+                "tfcraft_version": tfcraft.__version__,
+                "num_members": self.num_members,
+                "seed": self.seed,
+                "seeds": self.seeds,
+                "members": files,
+                "build_model": getattr(self.build_model, "__qualname__", None),
+            }
+            (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+            _replace_folder(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> DeepEnsemble:
+        """Load an ensemble written by `save` (safe-mode `keras.saving.load_model`).
+
+        The loaded ensemble predicts and can be trained further; its
+        `build_model` is None.
+        """
+        import tfcraft
+
+        path = Path(path)
+        manifest_path = path / _MANIFEST
+        if not manifest_path.is_file():
+            raise ValueError(
+                f"No DeepEnsemble at {str(path)!r}: {_MANIFEST} is missing. "
+                f"Received: path={str(path)!r}"
+            )
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("format") != _FORMAT:
+            raise ValueError(
+                f"{str(manifest_path)!r} is not a DeepEnsemble manifest. "
+                f"Received: format={manifest.get('format')!r}"
+            )
+        if manifest.get("tfcraft_version") != tfcraft.__version__:
+            warnings.warn(
+                f"Loading a DeepEnsemble saved by tfcraft {manifest.get('tfcraft_version')} "
+                f"with tfcraft {tfcraft.__version__}; results may differ.",
+                stacklevel=2,
+            )
+        ensemble = cls.__new__(cls)
+        ensemble.build_model = None
+        ensemble.num_members = int(manifest["num_members"])
+        ensemble.seed = manifest["seed"]
+        ensemble.seeds = [int(s) for s in manifest["seeds"]]
+        ensemble.members = [keras.saving.load_model(path / name) for name in manifest["members"]]
+        ensemble.trainers, ensemble._settings = [], None
+        return ensemble
+
+
+def _checked_model(model: object, seed: int) -> keras.Model:
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"`build_model({seed})` must return a `keras.Model`. Received: {model!r}")
+    return model
+
+
+def _fresh_optimizer(optimizer):
+    """A new optimizer per member: optimizer state must not be shared."""
+    if isinstance(optimizer, str):
+        return optimizer
+    return type(optimizer).from_config(optimizer.get_config())
+
+
+def _replace_folder(new: Path, path: Path) -> None:
+    """Move the finished folder `new` to `path`, replacing an old folder atomically."""
+    if not path.exists():
+        os.replace(new, path)
+        return
+    old = path.with_name(f".{path.name}.old-{os.getpid()}")
+    os.replace(path, old)
+    os.replace(new, path)  # the only moment `path` is absent; never half-written
+    shutil.rmtree(old, ignore_errors=True)
