@@ -114,6 +114,32 @@ def test_losses_reject_mismatched_shapes_naming_both(loss):
     y_true, y_pred = np.zeros((4, 3), "float32"), np.full((4, 2), 0.5, "float32")
     with pytest.raises(ValueError, match=r"y_true.shape=\(4, 3\), y_pred.shape=\(4, 2\)"):
         loss(y_true, y_pred)
+    # Shapes that would silently broadcast in NumPy are rejected too.
+    with pytest.raises(ValueError, match=r"y_true.shape=\(4, 3\), y_pred.shape=\(4, 1\)"):
+        loss(y_true, np.full((4, 1), 0.5, "float32"))
+    with pytest.raises(ValueError, match=r"y_true.shape=\(4,\), y_pred.shape=\(4, 3\)"):
+        loss(np.zeros(4, "float32"), np.full((4, 3), 0.5, "float32"))
+
+
+def test_binary_focal_aligns_rank_one_targets_like_keras():
+    y_true = np.array([1.0, 0.0, 1.0], "float32")
+    y_pred = np.array([[0.9], [0.2], [0.4]], "float32")
+    ours = losses.BinaryFocal(reduction="none")(y_true, y_pred)
+    reference = keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, reduction="none")(
+        y_true, y_pred
+    )
+    assert ours.shape == reference.shape == (3,)
+    np.testing.assert_allclose(ours, reference, rtol=1e-6)
+
+
+def test_huber_with_a_variable_delta_follows_it_and_serializes_its_value():
+    delta = tf.Variable(2.0)
+    loss = losses.Huber(delta=delta)
+    y_true, y_pred = np.zeros((2, 1), "float32"), np.full((2, 1), 4.0, "float32")
+    np.testing.assert_allclose(loss(y_true, y_pred), 6.0, rtol=1e-6)
+    delta.assign(1.0)
+    np.testing.assert_allclose(loss(y_true, y_pred), 3.5, rtol=1e-6)
+    assert keras.losses.deserialize(keras.losses.serialize(loss)).delta == 1.0
 
 
 # --------------------------------------------------------------------------- Pinball

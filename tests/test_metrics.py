@@ -430,3 +430,13 @@ def test_docstring_examples_run():
     result = doctest.testmod(metrics)
     assert result.attempted > 30
     assert result.failed == 0
+
+
+def test_binary_metrics_accept_rank_one_targets_against_a_column_of_scores():
+    y_true = np.array([1, 0, 1, 1, 0])
+    y_pred = np.array([0.9, 0.6, 0.2, 0.7, 0.1], "float32")
+    for cls in (metrics.Precision, metrics.Recall, metrics.FBeta):
+        column, flat = cls(), cls()
+        column.update_state(y_true, y_pred[:, None])
+        flat.update_state(y_true, y_pred)
+        assert float(column.result()) == float(flat.result()) > 0.5
