@@ -60,3 +60,12 @@ def test_roundtrip_keeps_rate_and_seed(tmp_path):
     assert isinstance(layer, MCDropout)
     assert (layer.rate, layer.seed) == (0.25, 11)
     assert layer.stochastic
+
+
+def test_saved_model_continues_the_noise_stream(tmp_path):
+    model = _model(rate=0.5, seed=3)
+    x = np.ones((4, 4), "float32")
+    model(x)  # advance the stream before saving
+    model.save(tmp_path / "m.keras")
+    restored = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(model(x), restored(x))

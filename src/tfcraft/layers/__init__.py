@@ -1,6 +1,7 @@
 """Keras 3 building blocks: deterministic, variational and distribution-output layers."""
 
 from tfcraft.layers import priors
+from tfcraft.layers.conv_variational import Conv2DFlipout
 from tfcraft.layers.heads import (
     BernoulliHead,
     CategoricalHead,
@@ -26,6 +27,7 @@ from tfcraft.layers.variational import (
 __all__ = [
     "BernoulliHead",
     "CategoricalHead",
+    "Conv2DFlipout",
     "DenseFlipout",
     "DenseLocalReparameterization",
     "DenseReparameterization",

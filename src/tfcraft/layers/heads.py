@@ -23,6 +23,7 @@ from keras import ops
 
 from tfcraft._validation import check_positive_int
 from tfcraft.distributions import distribution_from_params, num_params
+from tfcraft.layers._random_state import check_seed, seeded_initializer
 from tfcraft.layers.linear import last_dimension
 
 tfd = tfp.distributions
@@ -36,21 +37,6 @@ __all__ = [
     "StudentTHead",
     "find_head",
 ]
-
-
-def check_seed(seed: object) -> int | None:
-    """Return `seed` if it is an integer or None, else raise a `TypeError`."""
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise TypeError(f"Argument `seed` must be an integer or None. Received: seed={seed!r}")
-    return seed
-
-
-def seeded_initializer(initializer, seed: int | None):
-    """`keras.initializers.get(initializer)`, seeded with `seed` when it is random."""
-    initializer = keras.initializers.get(initializer)
-    if seed is not None and hasattr(initializer, "seed"):
-        initializer.seed = seed
-    return initializer
 
 
 class DistributionHead(keras.layers.Layer):

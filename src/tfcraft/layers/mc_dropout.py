@@ -5,19 +5,21 @@ from __future__ import annotations
 import keras
 
 from tfcraft._validation import check_float_in_range
+from tfcraft.layers._random_state import SeedStateMixin
 
 __all__ = ["MCDropout"]
 
 
 @keras.saving.register_keras_serializable(package="tfcraft")
-class MCDropout(keras.layers.Dropout):
+class MCDropout(SeedStateMixin, keras.layers.Dropout):
     """Dropout that is active in training *and* at prediction time.
 
     Averaging many stochastic forward passes of a network with MC dropout
     approximates Bayesian model averaging over a variational posterior, so
     `tfcraft.bayes` treats it like the variational layers (`stochastic = True`).
     Kept units are scaled by `1 / (1 - rate)`, so the expected output equals the
-    input. The mask comes from a `keras.random.SeedGenerator` owned by the layer.
+    input. The mask comes from a `keras.random.SeedGenerator` owned by the layer,
+    whose state is saved with the model (`.keras` and `tf.train.Checkpoint`).
 
     Example:
 

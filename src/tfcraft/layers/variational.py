@@ -34,7 +34,7 @@ from keras import ops
 
 from tfcraft._validation import check_choice, check_positive_float, check_positive_int
 from tfcraft.layers import priors as priors_lib
-from tfcraft.layers.heads import check_seed, seeded_initializer
+from tfcraft.layers._random_state import SeedStateMixin, check_seed, seeded_initializer
 from tfcraft.layers.linear import last_dimension
 
 tfd = tfp.distributions
@@ -51,13 +51,17 @@ __all__ = [
 KL_METHODS = ("analytic", "mc", "auto")
 
 
-class VariationalLayer(keras.layers.Layer):
+class VariationalLayer(SeedStateMixin, keras.layers.Layer):
     """Base of the variational layers: posterior weights, prior, KL loss, config.
 
     Subclasses create their weights with `_add_kernel_posterior(shape)` and
     `_add_bias(size)` in `build` and implement `_kernel_outputs(inputs, loc,
     scale) -> (outputs, kernel_sample)`, where `kernel_sample` is a posterior
     sample of the kernel or None when the estimator never draws one.
+
+    The state of `seed_generator` is saved in `.keras` files and in
+    `tf.train.Checkpoint`s with the weights, so a restored layer continues the
+    same noise stream.
     """
 
     stochastic = True
