@@ -540,3 +540,103 @@ def test_callback_list_state_survives_json(tmp_path):
     )
     fresh.load_state_dict(state)
     assert fresh.state_dict() == state
+
+
+# ---------------------------------------------------------------- with the real Trainer
+
+
+def test_callbacks_with_the_real_trainer(tmp_path, capsys):
+    from tfcraft.training import Trainer
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 3)).astype("float32")
+    y = (x @ np.array([[1.0], [-2.0], [0.5]], "float32")).astype("float32")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    stopper = EarlyStopping(monitor="loss", patience=0, min_delta=10.0)  # stops at epoch 1
+    callbacks = [
+        stopper,
+        NanGuard(policy="raise"),
+        CSVLogger(tmp_path / "log.csv"),
+        JSONLLogger(tmp_path / "log.jsonl"),
+        TensorBoard(tmp_path / "tb"),
+        LearningRateScheduler(lambda epoch: 0.01 * 0.5**epoch),
+    ]
+    trainer = Trainer(
+        model, optimizer="adam", loss="mse", callbacks=callbacks, seed=0, jit_compile=False
+    )
+    history = trainer.fit((x, y), epochs=5, batch_size=16, verbose=1)
+
+    assert isinstance(history, History)
+    assert history.epoch == [0, 1] and stopper.stopped_epoch == 1
+    assert {"loss", "grad_norm", "learning_rate", "nonfinite_steps"} <= set(history.history)
+    np.testing.assert_allclose(history.history["learning_rate"], [0.01, 0.005], rtol=1e-6)
+    with open(tmp_path / "log.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [float(r["loss"]) for r in rows] == pytest.approx(history.history["loss"])
+    lines = (tmp_path / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [0, 1]
+    out = capsys.readouterr().out
+    assert "\r" not in out and out.count("Epoch ") == 2 and "loss: " in out
+
+
+@pytest.mark.parametrize("policy", ["skip", "raise"])
+def test_nan_guard_with_the_real_trainer(policy):
+    from tfcraft.training import Trainer
+
+    keras.utils.set_random_seed(0)
+    x = np.ones((64, 3), "float32")
+    x[5] = np.nan  # one bad batch per epoch
+    y = np.zeros((64, 1), "float32")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    guard = NanGuard(policy=policy)
+    trainer = Trainer(
+        model, optimizer="sgd", loss="mse", callbacks=[guard], seed=0, jit_compile=False
+    )
+    if policy == "raise":
+        with pytest.raises(FloatingPointError, match="global step"):
+            trainer.fit((x, y), epochs=2, batch_size=16, verbose=0)
+    else:
+        history = trainer.fit((x, y), epochs=2, batch_size=16, verbose=0)
+        assert guard.skipped_steps == 2
+        assert history.history["nonfinite_steps"] == [1.0, 1.0]
+    assert all(np.isfinite(w).all() for w in trainer.get_weights())
+
+
+def test_resume_with_the_real_trainer_continues_logs_and_history(tmp_path):
+    from tfcraft.training import Trainer
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 3)).astype("float32")
+    y = x.sum(axis=1, keepdims=True)
+
+    def run(epochs, resume):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        callbacks = [
+            CSVLogger(tmp_path / "log.csv"),
+            JSONLLogger(tmp_path / "log.jsonl"),
+            EarlyStopping(monitor="loss", patience=10),
+        ]
+        trainer = Trainer(
+            model,
+            optimizer="adam",
+            loss="mse",
+            callbacks=callbacks,
+            seed=0,
+            jit_compile=False,
+            checkpoint_dir=tmp_path / "ckpt",
+        )
+        history = trainer.fit((x, y), epochs=epochs, batch_size=8, verbose=0, resume=resume)
+        return history, callbacks
+
+    run(2, resume=False)
+    history, callbacks = run(4, resume=True)
+    with open(tmp_path / "log.csv", newline="") as handle:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(handle)]
+    assert epochs == [0, 1, 2, 3]
+    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 4
+    assert history.epoch == [0, 1, 2, 3] and len(history.history["loss"]) == 4
+    stopper = callbacks[2]  # its best spans both runs
+    assert stopper.best == min(history.history["loss"])
+    assert history.history["loss"][stopper.best_epoch] == stopper.best
