@@ -125,7 +125,9 @@ class ArrayLoop:
             same_structure
             and all(
                 a.shape == b.shape and a.dtype == b.dtype
-                for a, b in zip(tf.nest.flatten(tensors), tf.nest.flatten(self.tensors))
+                for a, b in zip(
+                    tf.nest.flatten(tensors), tf.nest.flatten(self.tensors), strict=True
+                )
             )
             and (batch_size, shuffle, drop_remainder)
             == (self.requested_batch_size, self.shuffle, self.drop_remainder)

@@ -255,11 +255,14 @@ class _Trackers:
         self.means = {name: keras.metrics.Mean(name=name) for name in ("loss", *extra_names)}
         self.metrics = metrics
 
-    def update(self, loss, logs: dict, y, sample_weight) -> None:
-        self.means["loss"].update_state(loss)
+    def update(self, loss, logs: dict, batch) -> None:
+        x, y, sample_weight = unpack_batch(batch)
+        # Weight by batch size, so a partial last batch counts per example (as Keras).
+        size = tf.cast(tf.shape(tf.nest.flatten(x)[0])[0], tf.float32)
+        self.means["loss"].update_state(loss, sample_weight=size)
         for name, mean in self.means.items():
             if name != "loss" and name in logs:
-                mean.update_state(logs[name])
+                mean.update_state(logs[name], sample_weight=size)
         if self.metrics and y is not None and "y_pred" in logs:
             for metric in self.metrics:
                 metric.update_state(y, logs["y_pred"], sample_weight=sample_weight)
@@ -351,7 +354,6 @@ class TrainStep:
 
     def __call__(self, batch) -> dict[str, tf.Tensor]:
         """Run one step; returns `grad_norm`, `learning_rate`, `nonfinite` and extra logs."""
-        _, y, sample_weight = unpack_batch(batch)
         with tf.GradientTape() as tape:
             loss, logs = self.loss_fn(self.model, batch, True)
             loss = _check_scalar(loss, "value returned by `loss_fn`")
@@ -366,7 +368,7 @@ class TrainStep:
                 self._apply(grads)
         else:
             grad_norm = self._accumulate(grads, micro_norm, finite)
-        self.trackers.update(loss, logs, y, sample_weight)
+        self.trackers.update(loss, logs, batch)
         out = {"grad_norm": grad_norm, "nonfinite": tf.cast(tf.logical_not(finite), tf.int32)}
         if hasattr(self.optimizer, "learning_rate"):
             out["learning_rate"] = tf.cast(self.optimizer.learning_rate, tf.float32)
@@ -480,9 +482,8 @@ class TestStep:
 
     def __call__(self, batch) -> None:
         """Update the running loss and metrics with one batch."""
-        _, y, sample_weight = unpack_batch(batch)
         loss, logs = self.loss_fn(self.model, batch, False)
-        self.trackers.update(_check_scalar(loss, "loss"), logs, y, sample_weight)
+        self.trackers.update(_check_scalar(loss, "loss"), logs, batch)
 
 
 def make_test_step(train_step: TrainStep) -> TestStep:

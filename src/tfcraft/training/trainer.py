@@ -460,7 +460,7 @@ class Trainer:
             at_end = steps is not None and position >= steps
             if self.checkpoint_every and self.step % self.checkpoint_every == 0 and not at_end:
                 self._save(epoch, position, epoch_nonfinite, callbacks)
-            if done < num:
+            if iterator is not None and done < num:
                 ran_out = True
                 break
             if self.stop_training:
