@@ -219,8 +219,12 @@ class TwoOptimizerStep(tf.Module):
         x, y = batch
         with tf.GradientTape(persistent=True) as tape:
             loss = tf.reduce_mean(tf.square(model(x, training=True) - y))
-        self.first.apply_gradients(zip(tape.gradient(loss, self.first_vars), self.first_vars, strict=False))
-        self.second.apply_gradients(zip(tape.gradient(loss, self.second_vars), self.second_vars, strict=False))
+        for optimizer, variables in [
+            (self.first, self.first_vars),
+            (self.second, self.second_vars),
+        ]:
+            grads = tape.gradient(loss, variables)
+            optimizer.apply_gradients(zip(grads, variables, strict=True))
         return {"loss": loss}
 
 

@@ -84,15 +84,21 @@ class CheckpointStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.checkpoint = tf.train.Checkpoint(**trackables)
         index = self.directory / "checkpoint"
+        problem = None
         try:
+            # TF logs and ignores an unreadable index; we refuse to write over it.
+            if index.exists() and tf.train.get_checkpoint_state(str(self.directory)) is None:
+                problem = "it does not parse"
             self.manager = tf.train.CheckpointManager(
                 self.checkpoint, str(self.directory), max_to_keep=max_to_keep
             )
-        except Exception as error:  # a garbled index file fails to parse
+        except Exception as error:
+            problem = f"{type(error).__name__}: {error}"
+        if problem is not None:
             raise ValueError(
-                f"The checkpoint index {index} is corrupt and cannot be read "
-                f"({type(error).__name__}: {error}). Fix or remove it; nothing was overwritten."
-            ) from error
+                f"The checkpoint index {index} is corrupt and cannot be read ({problem}). "
+                "Fix or remove it; nothing was overwritten."
+            )
 
     @staticmethod
     def sidecar(path: str) -> Path:
@@ -161,7 +167,7 @@ class CheckpointStore:
         try:
             status = self.checkpoint.restore(path)
             status.assert_existing_objects_matched()
-        except (tf.errors.OpError, ValueError, AssertionError) as error:
+        except Exception as error:  # TF raises OpError, ValueError, IndexError, ...
             raise ValueError(
                 f"Checkpoint {path} could not be restored; it is corrupt, truncated or "
                 f"incompatible with this model ({type(error).__name__}: {error})."
