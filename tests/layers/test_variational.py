@@ -329,3 +329,13 @@ def test_tf_checkpoint_restores_weights_and_noise_stream(cls, tmp_path):
     layer.kernel_loc.assign(np.zeros(layer.kernel_loc.shape))
     checkpoint.read(path).assert_consumed()
     np.testing.assert_array_equal(layer(x), expected)
+
+
+@pytest.mark.parametrize("cls", [*DENSE, Conv2DFlipout])
+def test_mixed_precision_outputs_float16_and_kl_float32(cls):
+    layer, x = _layer_and_input(cls, num_train_examples=10, dtype="mixed_float16", seed=0)
+    outputs = layer(x, training=True)
+    assert outputs.dtype == "float16"
+    assert layer.kernel_loc.dtype == "float32"
+    assert layer.losses[0].dtype == "float32"
+    assert np.isfinite(float(layer.losses[0]))

@@ -137,7 +137,10 @@ class VariationalLayer(SeedStateMixin, keras.layers.Layer):
         posterior/prior pair (Normal/Normal) and the Monte Carlo estimate
         `log q(w) - log p(w)` at `kernel_sample` otherwise (a fresh sample if None).
         """
-        posterior, prior = self.kernel_posterior(), self.kernel_prior()
+        return self._kl_divergence(self.kernel_posterior(), kernel_sample)
+
+    def _kl_divergence(self, posterior, kernel_sample):
+        prior = self.kernel_prior()
         if self.kl != "mc":
             try:
                 return tfd.kl_divergence(posterior, prior)
@@ -174,18 +177,18 @@ class VariationalLayer(SeedStateMixin, keras.layers.Layer):
                 "or train with `tfcraft.training.Trainer`, which sets it. "
                 "Received: num_train_examples=None"
             )
-        loc, scale = _loc_and_scale(self.kernel_loc, self.kernel_scale_raw, inputs.dtype)
-        outputs, kernel_sample = self._kernel_outputs(inputs, loc, scale)
+        # Posterior parameters in float32 for the KL, in the compute dtype for outputs.
+        loc, scale = _loc_and_scale(self.kernel_loc, self.kernel_scale_raw, "float32")
+        outputs, kernel_sample = self._kernel_outputs(
+            inputs, ops.cast(loc, inputs.dtype), ops.cast(scale, inputs.dtype)
+        )
         if self.bias_loc is not None:
-            outputs = self._add_bias_to(outputs, ops.cast(self.bias_loc, outputs.dtype))
+            outputs = ops.add(outputs, ops.cast(self.bias_loc, outputs.dtype))
         if self.num_train_examples is not None:
-            kl = self.kl_divergence(kernel_sample)
+            kl = self._kl_divergence(_independent_normal(loc, scale), kernel_sample)
             scaled = ops.cast(self.kl_weight, "float32") * kl / float(self.num_train_examples)
             self.add_loss(scaled)
         return self.activation(outputs) if self.activation is not None else outputs
-
-    def _add_bias_to(self, outputs, bias):
-        return ops.add(outputs, bias)
 
     def get_config(self) -> dict:
         """Constructor arguments, so `from_config` rebuilds the same layer."""
