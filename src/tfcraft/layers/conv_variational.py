@@ -23,6 +23,7 @@ class Conv2DFlipout(VariationalLayer):
 
     Example:
 
+    >>> import numpy as np
     >>> layer = Conv2DFlipout(4, 3, padding="same", seed=0)
     >>> layer(np.ones((2, 8, 8, 3), "float32")).shape
     TensorShape([2, 8, 8, 4])

@@ -130,6 +130,7 @@ class NormalHead(DistributionHead):
 
     Example:
 
+    >>> import numpy as np
     >>> head = NormalHead(event_size=2)
     >>> params = head(np.ones((3, 4), "float32"))
     >>> params.shape, head.distribution(params).event_shape

@@ -23,6 +23,7 @@ class MCDropout(SeedStateMixin, keras.layers.Dropout):
 
     Example:
 
+    >>> import numpy as np
     >>> layer = MCDropout(0.5, seed=0)
     >>> x = np.ones((1, 1000), "float32")
     >>> bool((layer(x, training=False).numpy() == 0).any())

@@ -275,6 +275,7 @@ class DenseReparameterization(_DenseVariational):
 
     Example:
 
+    >>> import numpy as np
     >>> layer = DenseReparameterization(2, num_train_examples=100, seed=0)
     >>> y = layer(np.ones((3, 4), "float32"), training=True)
     >>> y.shape, len(layer.losses), len(layer.trainable_weights)
@@ -302,6 +303,7 @@ class DenseFlipout(_DenseVariational):
 
     Example:
 
+    >>> import numpy as np
     >>> layer = DenseFlipout(2, num_train_examples=100, seed=0)
     >>> layer(np.ones((3, 4), "float32")).shape
     TensorShape([3, 2])
@@ -338,6 +340,7 @@ class DenseLocalReparameterization(_DenseVariational):
 
     Example:
 
+    >>> import numpy as np
     >>> layer = DenseLocalReparameterization(2, seed=0)
     >>> layer(np.ones((3, 4), "float32")).shape
     TensorShape([3, 2])
