@@ -13,6 +13,9 @@ model.compile(optimizer="adam", loss=tfcraft.losses.NegativeLogLikelihood(head.f
 
 `find_head(model)` returns the head that produces a model's output, which is how
 `tfcraft.bayes` knows how to read a model's predictions.
+
+Under a `"mixed_float16"` policy give the head `dtype="float32"`, as for any
+Keras output layer, so the distribution parameters keep full precision.
 """
 
 from __future__ import annotations

@@ -224,7 +224,8 @@ _SHARED_ARGS = """
         num_train_examples: Positive integer N, the training set size; the layer
             adds `kl_weight * KL / N` to `model.losses`. Required for
             `training=True` calls unless set later with `set_num_train_examples`
-            (the `Trainer` does). Defaults to `None`.
+            (the `Trainer` does); while it is None, prediction and symbolic calls
+            add no KL term. Defaults to `None`.
         seed: Optional integer seed of the kernel initializer and of the layer's
             `keras.random.SeedGenerator`, the only source of its randomness.
         **kwargs: Base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
