@@ -339,3 +339,17 @@ def test_mixed_precision_outputs_float16_and_kl_float32(cls):
     assert layer.kernel_loc.dtype == "float32"
     assert layer.losses[0].dtype == "float32"
     assert np.isfinite(float(layer.losses[0]))
+
+
+def test_kl_weight_assignment_reaches_a_compiled_step():
+    model = keras.Sequential([keras.Input((4,)), DenseFlipout(3, num_train_examples=20, seed=0)])
+    layer = model.layers[0]
+
+    @tf.function
+    def kl_term(x):
+        model(x, training=True)
+        return tf.add_n(model.losses)
+
+    full = float(kl_term(_x()))
+    layer.kl_weight.assign(0.5)  # what a KL-annealing schedule does between steps
+    np.testing.assert_allclose(float(kl_term(_x())), 0.5 * full, rtol=1e-6)
