@@ -233,28 +233,29 @@ def _per_pass_moments(family: str | None, outputs: np.ndarray):
 _SAMPLERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def _sample(model: keras.Model, x, num_passes):
+    """`(num_passes, batch, ...)` outputs of `num_passes` forward passes, in one graph."""
+    first = model(x, training=False)
+    outputs = tf.TensorArray(first.dtype, size=num_passes, element_shape=first.shape)
+    outputs = outputs.write(0, first)
+
+    def body(index, outputs):
+        return index + 1, outputs.write(index, model(x, training=False))
+
+    # One pass at a time: each pass advances the layers' seed generators.
+    _, outputs = tf.while_loop(
+        lambda index, _: index < num_passes, body, (1, outputs), parallel_iterations=1
+    )
+    return outputs.stack()
+
+
 def _sampler(model: keras.Model):
-    """A compiled `(x, num_passes) -> (num_passes, batch, ...)` for `model`, cached."""
-    if model in _SAMPLERS:
-        return _SAMPLERS[model]
-
-    @tf.function(reduce_retracing=True)
-    def sample(x, num_passes):
-        first = model(x, training=False)
-        outputs = tf.TensorArray(first.dtype, size=num_passes, element_shape=first.shape)
-        outputs = outputs.write(0, first)
-
-        def body(index, outputs):
-            return index + 1, outputs.write(index, model(x, training=False))
-
-        # One pass at a time: each pass advances the layers' seed generators.
-        _, outputs = tf.while_loop(
-            lambda index, _: index < num_passes, body, (1, outputs), parallel_iterations=1
-        )
-        return outputs.stack()
-
-    _SAMPLERS[model] = sample
-    return sample
+    """The compiled `_sample` for `model`, cached while the model lives."""
+    if model not in _SAMPLERS:
+        # A `partial`, not a closure: TensorFlow counts retracing per function code,
+        # and one compiled sampler per ensemble member is not retracing.
+        _SAMPLERS[model] = tf.function(functools.partial(_sample, model), reduce_retracing=True)
+    return _SAMPLERS[model]
 
 
 def _num_rows(x) -> int:
