@@ -201,3 +201,12 @@ def test_scheduler_needs_a_variational_layer():
     )
     with pytest.raises(ValueError, match="no variational layer"):
         trainer.fit(_data(), epochs=1, batch_size=8, verbose=0)
+
+
+def test_variational_layer_adds_exactly_the_scaled_kl():
+    layer = DenseFlipout(3, num_train_examples=50, seed=0)
+    model = keras.Sequential([keras.Input((2,)), layer])
+    layer.kl_weight.assign(0.4)
+    model(np.ones((4, 2), "float32"), training=True)
+    expected = bayes.scaled_kl(layer.kl_divergence(), 50, kl_weight=0.4)
+    np.testing.assert_allclose(float(sum(model.losses)), float(expected), rtol=1e-6)

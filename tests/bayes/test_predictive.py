@@ -6,7 +6,14 @@ from scipy import optimize, special, stats
 
 from tfcraft import bayes
 from tfcraft.distributions import MIN_SCALE
-from tfcraft.layers import CategoricalHead, DenseFlipout, MCDropout, MixtureNormalHead, NormalHead
+from tfcraft.layers import (
+    CategoricalHead,
+    DenseFlipout,
+    DenseReparameterization,
+    MCDropout,
+    MixtureNormalHead,
+    NormalHead,
+)
 
 tfd = tfp.distributions
 
@@ -228,3 +235,12 @@ def test_ensemble_members_must_share_the_family():
     members = [_head_model(NormalHead()), _head_model(CategoricalHead(3))]
     with pytest.raises(ValueError, match="same kind of head"):
         bayes.predict(members, _x())
+
+
+def test_reparameterization_layer_gets_fresh_weights_every_pass():
+    # One weight sample per call: passes must be separate calls, not a tiled batch.
+    model = keras.Sequential(
+        [keras.Input((3,)), DenseReparameterization(4, posterior_scale_init=0.5, seed=0)]
+    )
+    predictive = bayes.predict(model, _x(rows=2), num_samples=5, seed=0)
+    assert len({float(p[0, 0]) for p in predictive.samples}) == 5
