@@ -143,7 +143,9 @@ class ArrayLoop:
             self._order.assign(epoch_permutation(self.num_examples, self.seed, epoch))
 
     def _gather(self, start, size: int):
-        indices = tf.slice(self._order, [start], [size])
+        # A gather, not tf.slice: XLA would treat a slice's `begin` as a compile-time
+        # constant and recompile for every start position.
+        indices = tf.gather(self._order, start + tf.range(size))
         return tf.nest.map_structure(lambda t: tf.gather(t, indices), self.tensors)
 
     def _full_batches(self, first_batch, num_batches):

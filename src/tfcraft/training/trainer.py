@@ -327,6 +327,12 @@ class Trainer:
 
     def _trackables(self) -> dict:
         trackables = {"model": self.model, "step_state": self._step.variables}
+        if not isinstance(self.model, tf.Module) or hasattr(self.model, "get_weights"):
+            # A Keras 3 model does not list its variables as checkpoint children (only the
+            # optimizer's trainable ones get saved), so save all of them, in order: this
+            # covers non-trainable state such as BatchNorm statistics and the dropout
+            # SeedGenerator states.
+            trackables["model_variables"] = list(self.model.variables)
         if self.optimizer is not None:
             trackables["optimizer"] = self.optimizer
         if isinstance(self.train_step, tf.Module):
@@ -422,12 +428,15 @@ class Trainer:
             if validation is not None:
                 val_logs = self._evaluate(validation, batch_size, callbacks)
                 epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
-            callbacks.on_epoch_end(epoch, epoch_logs)
             if completed:
+                callbacks.on_epoch_end(epoch, epoch_logs)
                 position = 0
                 self._save(epoch + 1, 0, 0, callbacks)
             else:
+                # Stopped mid-epoch: save the callbacks' mid-epoch state first, so a
+                # resume finishes this epoch without a duplicate History entry.
                 self._save(epoch, position, epoch_nonfinite, callbacks)
+                callbacks.on_epoch_end(epoch, epoch_logs)
             if self.stop_training:
                 break
         callbacks.on_train_end()
