@@ -13,6 +13,7 @@ from tfcraft.layers import (
     MCDropout,
     MixtureNormalHead,
     NormalHead,
+    StudentTHead,
 )
 
 tfd = tfp.distributions
@@ -244,3 +245,14 @@ def test_reparameterization_layer_gets_fresh_weights_every_pass():
     )
     predictive = bayes.predict(model, _x(rows=2), num_samples=5, seed=0)
     assert len({float(p[0, 0]) for p in predictive.samples}) == 5
+
+
+def test_student_t_head_interval_matches_scipy():
+    model = _head_model(StudentTHead(seed=0))
+    predictive = bayes.predict(model, _x())
+    loc, raw_scale, raw_df = np.split(predictive.params[0].astype(np.float64), 3, axis=-1)
+    scale = special.log1p(np.exp(raw_scale)) + MIN_SCALE
+    df = 2.0 + special.log1p(np.exp(raw_df))
+    lower, upper = predictive.interval(0.9)
+    np.testing.assert_allclose(lower, stats.t.ppf(0.05, df, loc, scale), rtol=1e-4)
+    np.testing.assert_allclose(upper, stats.t.ppf(0.95, df, loc, scale), rtol=1e-4)

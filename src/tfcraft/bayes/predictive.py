@@ -51,7 +51,7 @@ _REAL_VALUED = (None, "normal", "student_t", "mixture_normal")
 _BISECTION_STEPS = 64  # halves the bracket to float64 resolution for |quantiles| < 1e3
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # array fields: compare explicitly
 class Predictive:
     """Predictive distribution: a uniform mixture over forward passes.
 
