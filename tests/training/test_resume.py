@@ -92,9 +92,9 @@ def test_stop_mid_epoch_and_resume_in_process_matches_uninterrupted(tmp_path):
     reference = _trainer(tmp_path / "reference")
     expected = reference.fit((x, y), epochs=3, batch_size=8, verbose=0)
 
-    interrupted = _trainer(tmp_path / "run", [StopAfterCalls(4)])
+    interrupted = _trainer(tmp_path / "run", [StopAfterCalls(3)])
     interrupted.fit((x, y), epochs=3, batch_size=8, verbose=0)
-    assert interrupted.step == 9  # calls end at steps 3, 6 (epoch end), 9, ...: stopped mid-epoch 2
+    assert interrupted.step == 9  # calls end at steps 3, 6 (epoch end), 9: stopped mid-epoch 2
     resumed = _trainer(tmp_path / "run")
     history = resumed.fit((x, y), epochs=3, batch_size=8, verbose=0, resume=True)
     assert resumed.step == reference.step == 18

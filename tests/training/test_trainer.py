@@ -21,6 +21,12 @@ def _data(n=40, seed=0):
     return x, (x @ np.array([[1.0], [-2.0], [0.5]], "float32")).astype("float32")
 
 
+def _trainer(*args, **kwargs):
+    """A Trainer without XLA: compiling is the slow part of these tests."""
+    kwargs.setdefault("jit_compile", False)
+    return Trainer(*args, **kwargs)
+
+
 class Recorder(Callback):
     def __init__(self):
         super().__init__()
@@ -61,6 +67,7 @@ def trained():
         clip=tfcraft.training.clipping.ByGlobalNorm(1.0),
         seed=0,
         callbacks=[recorder],
+        jit_compile=False,
     )
     history = trainer.fit((x, y), epochs=6, batch_size=16, validation_data=(x, y), verbose=0)
     return trainer, history, recorder
@@ -102,7 +109,7 @@ def test_partial_batch_is_trained_unless_dropped():
     x, y = _data(10)
     for drop, steps in [(False, 3), (True, 2)]:
         recorder = Recorder()
-        trainer = Trainer(
+        trainer = _trainer(
             _model(), "sgd", loss="mse", seed=0, callbacks=[recorder], steps_per_execution=1
         )
         trainer.fit((x, y), batch_size=4, drop_remainder=drop, verbose=0)
@@ -113,7 +120,7 @@ def test_partial_batch_is_trained_unless_dropped():
 def test_steps_per_execution_and_checkpoint_every_set_the_call_granularity(tmp_path):
     x, y = _data(40)
     recorder = Recorder()
-    trainer = Trainer(
+    trainer = _trainer(
         _model(),
         "sgd",
         loss="mse",
@@ -137,7 +144,7 @@ def test_dataset_generator_and_callable_inputs_train_the_same_steps():
             yield x[i : i + 4], y[i : i + 4]
 
     for data, epochs, steps in [(dataset, 2, 6), (batches, 2, 6), (batches(), 1, 3)]:
-        trainer = Trainer(_model(), "sgd", loss="mse", seed=0, steps_per_execution=2)
+        trainer = _trainer(_model(), "sgd", loss="mse", seed=0, steps_per_execution=2)
         history = trainer.fit(data, epochs=epochs, verbose=0)
         assert trainer.step == steps
         assert len(history.history["loss"]) == epochs
@@ -145,7 +152,7 @@ def test_dataset_generator_and_callable_inputs_train_the_same_steps():
 
 def test_a_generator_object_runs_out_after_one_epoch():
     x, y = _data(8)
-    trainer = Trainer(_model(), "sgd", loss="mse", seed=0)
+    trainer = _trainer(_model(), "sgd", loss="mse", seed=0)
     with pytest.warns(UserWarning, match=r"ran out of batches"):
         history = trainer.fit(iter([(x, y)]), epochs=3, verbose=0)
     assert len(history.history["loss"]) == 1
@@ -154,7 +161,7 @@ def test_a_generator_object_runs_out_after_one_epoch():
 def test_sample_weights_are_used():
     x, y = _data(8)
     weights = np.zeros(8, "float32")
-    trainer = Trainer(_model(), "sgd", loss="mse", seed=0)
+    trainer = _trainer(_model(), "sgd", loss="mse", seed=0)
     before = trainer.get_weights()
     history = trainer.fit((x, y, weights), batch_size=8, verbose=0)
     assert history.history["loss"] == [0.0]
@@ -164,7 +171,7 @@ def test_sample_weights_are_used():
 
 def test_callback_can_stop_training():
     x, y = _data(40)
-    trainer = Trainer(
+    trainer = _trainer(
         _model(), "sgd", loss="mse", seed=0, callbacks=[StopAfter(2)], steps_per_execution=1
     )
     history = trainer.fit((x, y), epochs=5, batch_size=4, verbose=0)
@@ -181,7 +188,7 @@ def test_nonfinite_updates_are_skipped_when_a_callback_asks():
     x[5, 0] = np.nan  # poisons the second batch of 4 (no shuffling)
     for callbacks, finite in [([SkipNonfinite()], True), ([], False)]:
         recorder = Recorder()
-        trainer = Trainer(_model(), "sgd", loss="mse", seed=0, callbacks=[*callbacks, recorder])
+        trainer = _trainer(_model(), "sgd", loss="mse", seed=0, callbacks=[*callbacks, recorder])
         trainer.fit((x, y), batch_size=4, shuffle=False, verbose=0)
         assert recorder.epoch_logs[-1]["nonfinite_steps"] >= 1
         assert np.all(np.isfinite(trainer.get_weights()[0])) == finite
@@ -195,7 +202,7 @@ def test_custom_loss_fn_through_the_trainer():
         y_pred = model(x, training=training)
         return tf.reduce_mean(tf.abs(y - y_pred)), {"y_pred": y_pred}
 
-    trainer = Trainer(_model(), "adam", loss_fn=loss_fn, metrics=["mae"], seed=0)
+    trainer = _trainer(_model(), "adam", loss_fn=loss_fn, metrics=["mae"], seed=0)
     history = trainer.fit((x, y), epochs=2, batch_size=8, verbose=0)
     np.testing.assert_allclose(
         history.history["loss"], history.history["mean_absolute_error"], rtol=1e-5
@@ -232,7 +239,7 @@ def test_custom_train_step_with_two_optimizers_is_checkpointed(tmp_path):
     x, y = _data(16)
     model = _model()
     step = TwoOptimizerStep(model)
-    trainer = Trainer(model, optimizer=None, train_step=step, seed=0, checkpoint_dir=tmp_path)
+    trainer = _trainer(model, optimizer=None, train_step=step, seed=0, checkpoint_dir=tmp_path)
     history = trainer.fit((x, y), epochs=3, batch_size=8, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
     assert int(step.first.iterations) == int(step.second.iterations) == 6
@@ -254,7 +261,7 @@ class Linear(tf.Module):
 def test_tf_module_model_trains_checkpoints_resumes_and_exports(tmp_path):
     x, y = _data(32)
     module = Linear()
-    trainer = Trainer(
+    trainer = _trainer(
         module, keras.optimizers.SGD(0.1), loss="mse", seed=0, checkpoint_dir=tmp_path / "ckpt"
     )
     trainer.fit((x, y), epochs=20, batch_size=8, verbose=0)
@@ -265,7 +272,7 @@ def test_tf_module_model_trains_checkpoints_resumes_and_exports(tmp_path):
     np.testing.assert_array_equal(trainer.get_weights()[0], weights[0])
 
     resumed_module = Linear()
-    resumed = Trainer(
+    resumed = _trainer(
         resumed_module,
         keras.optimizers.SGD(0.1),
         loss="mse",
@@ -302,7 +309,7 @@ def test_variational_models_get_num_train_examples_and_log_kl():
     x, y = _data(24)
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((3,)), _FakeVariational()])
-    history = Trainer(model, "sgd", loss="mse", seed=0).fit((x, y), batch_size=8, verbose=0)
+    history = _trainer(model, "sgd", loss="mse", seed=0).fit((x, y), batch_size=8, verbose=0)
     assert model.layers[0].num_train_examples == 24
     assert {"kl", "nll", "loss"} <= set(history.history)
     np.testing.assert_allclose(
@@ -310,7 +317,7 @@ def test_variational_models_get_num_train_examples_and_log_kl():
     )
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(5)
     model2 = keras.Sequential([keras.Input((3,)), _FakeVariational()])
-    Trainer(model2, "sgd", loss="mse").fit(dataset, verbose=0)
+    _trainer(model2, "sgd", loss="mse").fit(dataset, verbose=0)
     assert model2.layers[0].num_train_examples == 24  # counted, not cardinality * batch
 
 
@@ -318,7 +325,7 @@ def test_variational_model_with_unknown_size_is_an_error():
     x, y = _data(8)
     model = keras.Sequential([keras.Input((3,)), _FakeVariational()])
     with pytest.raises(ValueError, match=r"number of training examples is unknown"):
-        Trainer(model, "sgd", loss="mse").fit(iter([(x, y)]), verbose=0)
+        _trainer(model, "sgd", loss="mse").fit(iter([(x, y)]), verbose=0)
 
 
 class NoXla(keras.layers.Layer):
@@ -342,12 +349,12 @@ def test_jit_auto_falls_back_with_a_warning():
 
 def test_repeated_fit_reuses_the_compiled_loop():
     x, y = _data(16)
-    trainer = Trainer(_model(), "sgd", loss="mse", seed=0)
+    trainer = Trainer(_model(), "sgd", loss="mse", seed=0, jit_compile="auto")  # XLA path
     trainer.fit((x, y), batch_size=8, verbose=0)
     loop = trainer._loop
     trainer.fit((x + 1, y), batch_size=8, verbose=0)
     assert trainer._loop is loop
-    assert trainer._loop._run_full.experimental_get_tracing_count() == 1
+    assert trainer._loop._call.experimental_get_tracing_count() == 1
     np.testing.assert_array_equal(loop.tensors[0].numpy(), x + 1)
 
 
@@ -364,7 +371,7 @@ def test_repeated_fit_reuses_the_compiled_loop():
 def test_bad_fit_arguments(kwargs, error, match):
     x, y = _data(8)
     with pytest.raises(error, match=match):
-        Trainer(_model(), "sgd", loss="mse").fit((x, y), verbose=0, **kwargs)
+        _trainer(_model(), "sgd", loss="mse").fit((x, y), verbose=0, **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -393,7 +400,7 @@ def test_model_must_be_callable_with_variables():
 
 
 def test_bad_data_is_rejected_before_training():
-    trainer = Trainer(_model(), "sgd", loss="mse")
+    trainer = _trainer(_model(), "sgd", loss="mse")
     with pytest.raises(ValueError, match=r"len\(x\)=4, len\(y\)=3"):
         trainer.fit((np.zeros((4, 3)), np.zeros((3, 1))), verbose=0)
     with pytest.raises(TypeError, match=r"`y` must hold numbers"):
@@ -405,7 +412,7 @@ def test_non_scalar_loss_is_rejected_before_any_update():
     x, y = _data(8)
     model = _model()
     before = model.get_weights()
-    trainer = Trainer(model, "sgd", loss=keras.losses.MeanSquaredError(reduction=None))
+    trainer = _trainer(model, "sgd", loss=keras.losses.MeanSquaredError(reduction=None))
     with pytest.raises(ValueError, match=r"must reduce to a scalar"):
         trainer.fit((x, y), verbose=0)
     np.testing.assert_array_equal(before[0], model.get_weights()[0])
@@ -416,10 +423,10 @@ def test_model_that_cannot_be_built_from_the_data():
     with pytest.raises(
         ValueError, match=r"(?s)could not be built.*Received: x shapes=\[\(2, 3\)\]"
     ):
-        Trainer(model, "sgd", loss="mse").fit((np.zeros((8, 3)), np.zeros((8, 1))), verbose=0)
+        _trainer(model, "sgd", loss="mse").fit((np.zeros((8, 3)), np.zeros((8, 1))), verbose=0)
 
 
 def test_unbuilt_model_is_built_from_the_data():
     model = keras.Sequential([keras.layers.Dense(1)])
-    Trainer(model, "sgd", loss="mse").fit((np.zeros((8, 3)), np.zeros((8, 1))), verbose=0)
+    _trainer(model, "sgd", loss="mse").fit((np.zeros((8, 3)), np.zeros((8, 1))), verbose=0)
     assert model.built

@@ -98,9 +98,7 @@ class ArrayLoop:
         self.num_full = self.num_examples // self.batch_size
         self.remainder = 0 if drop_remainder else self.num_examples % self.batch_size
         self.steps_per_epoch = self.num_full + (1 if self.remainder else 0)
-        self._order = tf.Variable(
-            tf.range(self.num_examples, dtype=tf.int32), trainable=False, name="epoch_order"
-        )
+        self._epoch = 0
         batch_spec = tf.nest.map_structure(
             lambda t: tf.TensorSpec((self.batch_size, *t.shape[1:]), t.dtype), tensors
         )
@@ -110,11 +108,19 @@ class ArrayLoop:
     def build(self, jit_compile: bool) -> None:
         """(Re)create the compiled functions, e.g. without XLA after a failure."""
         self.jit_compile = jit_compile
-        signature = [tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.int32)]
-        self._run_full = tf.function(
-            self._full_batches, input_signature=signature, jit_compile=jit_compile
+        # Outer graph: the epoch's permutation (no XLA kernel for the shuffle), then
+        # the steps in an inner, optionally XLA-compiled graph: one dispatch per call.
+        self._steps = tf.function(self._chunk, jit_compile=jit_compile)
+        self._call = tf.function(
+            self._permute_and_run,
+            input_signature=[
+                tf.TensorSpec((), tf.int64),
+                tf.TensorSpec((), tf.int64),
+                tf.TensorSpec((), tf.int32),
+                tf.TensorSpec((), tf.int32),
+                tf.TensorSpec((), tf.bool),
+            ],
         )
-        self._run_last = tf.function(self._last_batch, jit_compile=jit_compile)
 
     def matches(self, tensors: tuple, batch_size: int, shuffle: bool, drop_remainder: bool) -> bool:
         """Whether this loop can run on `tensors` with these settings after `set_data`."""
@@ -138,44 +144,61 @@ class ArrayLoop:
         tf.nest.map_structure(lambda v, t: v.assign(t), self.tensors, tensors)
 
     def set_epoch(self, epoch: int) -> None:
-        """Fix the batch order of `epoch` (recomputable from `(seed, epoch)`)."""
-        if self.shuffle:
-            self._order.assign(epoch_permutation(self.num_examples, self.seed, epoch))
+        """Use the batch order of `epoch` (recomputable from `(seed, epoch)`)."""
+        self._epoch = epoch
 
-    def _gather(self, start, size: int):
+    def _permute_and_run(self, epoch, seed, first_batch, num_full, with_last):
+        if self.shuffle:
+            order = epoch_permutation(self.num_examples, seed, epoch)
+        else:
+            order = tf.range(self.num_examples, dtype=tf.int32)
+        return self._steps(order, first_batch, num_full, with_last)
+
+    def _gather(self, order, start, size: int):
         # A gather, not tf.slice: XLA would treat a slice's `begin` as a compile-time
         # constant and recompile for every start position.
-        indices = tf.gather(self._order, start + tf.range(size))
+        indices = tf.gather(order, start + tf.range(size))
         return tf.nest.map_structure(lambda t: tf.gather(t, indices), self.tensors)
 
-    def _full_batches(self, first_batch, num_batches):
+    def _chunk(self, order, first_batch, num_full, with_last):
+        """`num_full` full batches from `first_batch`, then the partial one if asked."""
+
         def body(i, count, logs):
-            batch = self._gather((first_batch + i) * self.batch_size, self.batch_size)
-            count, logs = _loop_step(self.step, batch, count, logs)
+            start = (first_batch + i) * self.batch_size
+            count, logs = _loop_step(
+                self.step, self._gather(order, start, self.batch_size), count, logs
+            )
             return i + 1, count, logs
 
         _, count, logs = tf.while_loop(
-            lambda i, *_: i < num_batches,
+            lambda i, *_: i < num_full,
             body,
             (tf.constant(0), tf.constant(0), _zeros(self._spec)),
         )
-        return {**logs, "nonfinite_steps": count, **self.step.results()}
-
-    def _last_batch(self):
-        batch = self._gather(self.num_full * self.batch_size, self.remainder)
-        count, logs = _loop_step(self.step, batch, tf.constant(0), _zeros(self._spec))
+        if self.remainder:
+            last = self._gather(order, self.num_full * self.batch_size, self.remainder)
+            count, logs = tf.cond(
+                with_last,
+                lambda: _loop_step(self.step, last, count, logs),
+                lambda: (count, logs),
+            )
         return {**logs, "nonfinite_steps": count, **self.step.results()}
 
     def run(self, position: int, num_steps: int) -> tuple[dict, int]:
         """Run up to `num_steps` steps from batch `position` of the epoch.
 
-        Returns the logs (tensors) and the number of steps run. A call never
-        mixes full batches with the last partial one.
+        Returns the logs (tensors) and the number of steps run.
         """
-        if position >= self.num_full:
-            return self._run_last(), 1
-        num_steps = min(num_steps, self.num_full - position)
-        return self._run_full(tf.constant(position), tf.constant(num_steps)), num_steps
+        num_full = max(0, min(num_steps, self.num_full - position))
+        with_last = bool(self.remainder) and position + num_steps >= self.steps_per_epoch
+        logs = self._call(
+            tf.constant(self._epoch, tf.int64),
+            tf.constant(self.seed, tf.int64),
+            tf.constant(position, tf.int32),
+            tf.constant(num_full, tf.int32),
+            tf.constant(with_last),
+        )
+        return logs, num_full + int(with_last)
 
 
 class IteratorLoop:
