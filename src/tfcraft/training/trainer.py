@@ -27,6 +27,7 @@ from tfcraft.training import clipping as clipping_lib
 from tfcraft.training import data as data_lib
 from tfcraft.training.callbacks_base import Callback, CallbackList
 from tfcraft.training.loops import ArrayLoop, IteratorLoop, to_python_logs
+from tfcraft.training.parts import CustomStep, default_callbacks
 from tfcraft.training.steps import (
     call_model,
     get_loss,
@@ -46,52 +47,6 @@ _XLA_ERRORS = (
     tf.errors.NotFoundError,
 )
 _DEFAULT_ITERATOR_STEPS = 64  # steps per call when a dataset's length is unknown
-
-
-class _History(Callback):
-    """Fallback per-epoch log recorder, used until `callbacks.History` exists."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.history: dict[str, list[float]] = {}
-
-    def on_epoch_end(self, epoch, logs=None):
-        for name, value in (logs or {}).items():
-            self.history.setdefault(name, []).append(value)
-
-    def state_dict(self):
-        return {"history": self.history}
-
-    def load_state_dict(self, state):
-        self.history = {k: list(v) for k, v in state.get("history", {}).items()}
-
-
-def _default_callbacks(verbose: int) -> tuple[Callback, list[Callback]]:
-    try:
-        from tfcraft.training.callbacks import History, ProgressBar
-    except ImportError:
-        return _History(), []
-    return History(), ([ProgressBar(verbose=verbose)] if verbose else [])
-
-
-class _CustomStep:
-    """Adapts a user `train_step(model, batch) -> logs` to the loop interface."""
-
-    def __init__(self, fn: Callable, model) -> None:
-        self.fn = fn
-        self.model = model
-        self.variables: dict = {}
-
-    def __call__(self, batch):
-        logs = {k: tf.cast(v, tf.float32) for k, v in dict(self.fn(self.model, batch)).items()}
-        finite = tf.reduce_all(tf.math.is_finite(logs["loss"])) if "loss" in logs else True
-        return {**logs, "nonfinite": tf.cast(tf.logical_not(finite), tf.int32)}
-
-    def results(self):
-        return {}
-
-    def reset_metrics(self):
-        """Custom steps keep no running metrics."""
 
 
 class Trainer:
@@ -286,7 +241,7 @@ class Trainer:
         if self._step is not None and self._skip == skip_nonfinite:
             return self._step
         if self.train_step is not None:
-            self._step = _CustomStep(self.train_step, self.model)
+            self._step = CustomStep(self.train_step, self.model)
         else:
             self._step = make_train_step(
                 self.model,
@@ -389,7 +344,7 @@ class Trainer:
         self._ensure_built(train)
         self._set_num_train_examples(train)
 
-        history, extra = _default_callbacks(verbose)
+        history, extra = default_callbacks(verbose)
         callbacks = CallbackList([history, *self.callbacks, *extra])
         skip = any(getattr(c, "skips_nonfinite_updates", False) for c in callbacks.callbacks)
         self._get_step(skip)
@@ -598,7 +553,7 @@ class Trainer:
         batch_size = check_positive_int("batch_size", batch_size)
         data = data_lib.adapt(data, "data")
         self._ensure_built(data)
-        if self._step is None or isinstance(self._step, _CustomStep):
+        if self._step is None or isinstance(self._step, CustomStep):
             self._get_step(self._skip)
         callbacks = CallbackList(self.callbacks)
         callbacks.set_trainer(self)
