@@ -377,13 +377,14 @@ def main(argv=None) -> int:
                 f"{ratio:.2f}x",
             )
         )
-        ours = np.mean([v["nll"] for v in results["tfcraft BNN"]])
-        theirs = np.mean([v["nll"] for v in results["TFP BNN"]])
+        ours = np.array([v["nll"] for v in results["tfcraft BNN"]])
+        theirs = np.array([v["nll"] for v in results["TFP BNN"]])
         lines.append(
             pass_fail(
                 f"{name}: tfcraft BNN test NLL <= TFP BNN",
-                ours <= theirs,
-                f"{ours:.3f} vs {theirs:.3f}",
+                ours.mean() <= theirs.mean(),
+                f"{ours.mean():.3f} vs {theirs.mean():.3f}; paired difference "
+                f"{mean_stderr(ours - theirs)} over the same splits",
             )
         )
     if "concrete" in all_results:
