@@ -338,9 +338,11 @@ class Trainer:
         if resume and self.checkpoint_dir is None:
             raise ValueError("`resume=True` needs `checkpoint_dir`. Received: checkpoint_dir=None")
         train = data_lib.adapt(data, "data")
-        validation = (
-            None if validation_data is None else data_lib.adapt(validation_data, "validation_data")
-        )
+        validation = None
+        if validation_data is not None:  # built once per fit, not per epoch
+            validation = self._evaluation_dataset(
+                data_lib.adapt(validation_data, "validation_data"), batch_size
+            )
         self._ensure_built(train)
         self._set_num_train_examples(train)
 
@@ -381,7 +383,7 @@ class Trainer:
             completed = ran_out or (steps is not None and position >= steps)
             epoch_logs = {**(logs or {}), "nonfinite_steps": epoch_nonfinite}
             if validation is not None:
-                val_logs = self._evaluate(validation, batch_size, callbacks)
+                val_logs = self._evaluate(validation, callbacks)
                 epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
             if completed:
                 callbacks.on_epoch_end(epoch, epoch_logs)
@@ -519,7 +521,7 @@ class Trainer:
             return tf.data.Dataset.from_tensor_slices(data.tensors).batch(batch_size)
         return data.dataset
 
-    def _evaluate(self, data, batch_size: int, callbacks) -> dict[str, float]:
+    def _evaluate(self, dataset: tf.data.Dataset, callbacks) -> dict[str, float]:
         if self.train_step is not None and self.loss_fn is None and self.loss is None:
             raise ValueError(
                 "`evaluate` needs `loss` or `loss_fn`; this Trainer has `train_step` only."
@@ -535,7 +537,7 @@ class Trainer:
             self._eval_function = tf.function(run)
         callbacks.on_test_begin()
         self._step.reset_metrics()
-        logs = to_python_logs(self._eval_function(self._evaluation_dataset(data, batch_size)))
+        logs = to_python_logs(self._eval_function(dataset))
         callbacks.on_test_end(logs)
         return logs
 
@@ -557,7 +559,7 @@ class Trainer:
             self._get_step(self._skip)
         callbacks = CallbackList(self.callbacks)
         callbacks.set_trainer(self)
-        return self._evaluate(data, batch_size, callbacks)
+        return self._evaluate(self._evaluation_dataset(data, batch_size), callbacks)
 
     def predict(self, x: object, *, batch_size: int = 32) -> np.ndarray:
         """Model outputs on `x` (arrays, a dataset or a generator), as NumPy.
