@@ -430,3 +430,23 @@ def test_unbuilt_model_is_built_from_the_data():
     model = keras.Sequential([keras.layers.Dense(1)])
     _trainer(model, "sgd", loss="mse").fit((np.zeros((8, 3)), np.zeros((8, 1))), verbose=0)
     assert model.built
+
+
+def test_infinite_dataset_with_steps_per_epoch_and_xla_steps():
+    x, y = _data(12)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(4).repeat()
+    recorder = Recorder()
+    trainer = Trainer(
+        _model(),
+        "sgd",
+        loss="mse",
+        seed=0,
+        jit_compile=True,
+        callbacks=[recorder],
+        steps_per_execution=2,
+    )
+    history = trainer.fit(dataset, epochs=2, steps_per_epoch=5, verbose=0)
+    assert trainer.step == 10
+    assert recorder.params["steps"] == 5
+    assert recorder.events == [1, 3, 4, 1, 3, 4]
+    assert len(history.history["loss"]) == 2
