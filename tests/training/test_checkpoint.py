@@ -149,3 +149,21 @@ def test_fit_without_resume_warns_about_existing_checkpoints(run_dir, tmp_path):
     directory = _copy(run_dir, tmp_path)
     with pytest.warns(UserWarning, match=r"already holds checkpoints"):
         _trainer(directory).fit(_data(), batch_size=8, verbose=0)
+
+
+def test_crash_between_sidecar_and_index_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    variable = tf.Variable(1.0)
+    store = CheckpointStore(tmp_path, {"v": variable})
+    first = store.save(1, {"n": 1})
+    variable.assign(2.0)
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(store.manager, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        store.save(2, {"n": 2})
+    reopened = CheckpointStore(tmp_path, {"v": variable})
+    assert reopened.latest() == first
+    assert reopened.restore(first) == {"n": 1}
+    assert float(variable) == 1.0
