@@ -5,11 +5,11 @@ the training objective is the negative ELBO *per training example*,
 
     loss = mean(nll over the batch) + kl_weight * KL(q(w) || p(w)) / N,
 
-with `N` the number of training examples. Summed over the `N / batch_size`
-steps of one epoch this is `(sum of NLL + kl_weight * KL) / N`, the negative
-ELBO of the whole data set divided by `N` (Blundell et al. 2015, eq. 8 with
-uniform weights), so learning rates do not depend on the data set size.
-`kl_weight < 1` gives the tempered or annealed ELBO.
+with `N` the number of training examples. A random batch's mean NLL is an
+unbiased estimate of `sum(NLL over the data set) / N`, so each step's loss is an
+unbiased estimate of the whole data set's negative ELBO divided by `N`
+(Blundell et al. 2015, sec. 3.4, scaled by `1 / N`), and learning rates do not
+depend on the data set size. `kl_weight < 1` gives the tempered or annealed ELBO.
 
 Example:
 
