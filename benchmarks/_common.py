@@ -18,6 +18,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf
 
+# Re-exported: the benchmark scripts import it from here.
+from tfcraft._io import write_text_atomic as write_text_atomic
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -96,15 +99,6 @@ def machine_summary() -> str:
         f"{platform.machine()} x{os.cpu_count()} CPUs, load average {load}, "
         f"Python {platform.python_version()}, TensorFlow {tf.__version__}"
     )
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """After a crash: the old file or the new file, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

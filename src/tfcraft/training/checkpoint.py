@@ -29,18 +29,9 @@ from typing import Any
 
 import tensorflow as tf
 
+from tfcraft._io import write_json_atomic
+
 __all__ = ["CheckpointStore", "variable_signature", "write_json_atomic"]
-
-
-def write_json_atomic(path: Path, payload: dict) -> None:
-    """Write JSON so that after a crash the file is either old or new, never half."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as handle:
-        handle.write(json.dumps(payload, indent=2, sort_keys=True))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def variable_signature(variables) -> list[list]:
