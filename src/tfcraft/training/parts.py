@@ -13,38 +13,14 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from tfcraft.training.callbacks import History, ProgressBar
 from tfcraft.training.callbacks_base import Callback
 
 __all__ = ["CustomStep", "default_callbacks"]
 
 
-class _History(Callback):
-    """Fallback per-epoch log recorder, used until `callbacks.History` exists."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.history: dict[str, list[float]] = {}
-
-    def on_epoch_end(self, epoch, logs=None):
-        """Append the epoch's logs."""
-        for name, value in (logs or {}).items():
-            self.history.setdefault(name, []).append(value)
-
-    def state_dict(self):
-        """The recorded logs."""
-        return {"history": self.history}
-
-    def load_state_dict(self, state):
-        """Restore the recorded logs."""
-        self.history = {k: list(v) for k, v in state.get("history", {}).items()}
-
-
 def default_callbacks(verbose: int) -> tuple[Callback, list[Callback]]:
     """The `History` the Trainer returns, plus a `ProgressBar` when `verbose > 0`."""
-    try:
-        from tfcraft.training.callbacks import History, ProgressBar
-    except ImportError:
-        return _History(), []
     return History(), ([ProgressBar(verbose=verbose)] if verbose else [])
 
 
