@@ -378,12 +378,25 @@ def is_stochastic(model: keras.layers.Layer) -> bool:
     >>> is_stochastic(keras.Sequential([keras.Input((2,)), DenseFlipout(1)]))
     True
     """
-    return any(getattr(layer, "stochastic", False) for layer in model._flatten_layers())
+    return any(getattr(layer, "stochastic", False) for layer in _all_layers(model))
 
 
 def variational_layers(model: keras.layers.Layer) -> list:
-    """All layers of `model` (itself included) with `is_variational = True`."""
-    return [layer for layer in model._flatten_layers() if getattr(layer, "is_variational", False)]
+    """All layers of `model` (itself included) with `is_variational = True`.
+
+    A plain `tf.Module` model (no Keras layers inside) has none.
+
+    Example:
+
+    >>> variational_layers(keras.Sequential([keras.layers.Dense(1)]))
+    []
+    """
+    return [layer for layer in _all_layers(model) if getattr(layer, "is_variational", False)]
+
+
+def _all_layers(model) -> list:
+    flatten = getattr(model, "_flatten_layers", None)
+    return list(flatten()) if flatten is not None else []
 
 
 def set_num_train_examples(model: keras.layers.Layer, n: int, overwrite: bool = False) -> int:

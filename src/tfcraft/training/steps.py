@@ -40,6 +40,7 @@ import keras
 import tensorflow as tf
 
 from tfcraft._validation import check_positive_int
+from tfcraft.layers.variational import variational_layers
 from tfcraft.training import clipping as clipping_lib
 
 __all__ = [
@@ -53,7 +54,6 @@ __all__ = [
     "make_test_step",
     "make_train_step",
     "unpack_batch",
-    "variational_layers",
 ]
 
 LossFn = Callable[[Any, Any, bool], tuple[tf.Tensor, dict]]
@@ -165,23 +165,6 @@ def get_optimizer(optimizer: object):
             f"Received: optimizer={optimizer!r}"
         )
     return optimizer
-
-
-def variational_layers(model) -> list:
-    """Layers of a Keras model whose class sets `is_variational = True`.
-
-    Example:
-
-    >>> variational_layers(keras.Sequential([keras.layers.Dense(1)]))
-    []
-    """
-    if not hasattr(model, "_flatten_layers"):
-        return []
-    return [
-        layer
-        for layer in model._flatten_layers(include_self=False)
-        if getattr(layer, "is_variational", False)
-    ]
 
 
 def call_model(model, x, training: bool):

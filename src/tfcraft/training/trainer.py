@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfcraft._validation import check_positive_int
+from tfcraft.layers.variational import set_num_train_examples, variational_layers
 from tfcraft.training import checkpoint as checkpoint_lib
 from tfcraft.training import clipping as clipping_lib
 from tfcraft.training import data as data_lib
@@ -35,7 +36,6 @@ from tfcraft.training.steps import (
     get_optimizer,
     make_test_step,
     make_train_step,
-    variational_layers,
 )
 
 __all__ = ["Trainer"]
@@ -229,13 +229,7 @@ class Trainer:
                 "number of training examples is unknown (a generator or an infinite "
                 "dataset). Set `num_train_examples` on those layers before `fit`."
             )
-        try:
-            from tfcraft.layers.variational import set_num_train_examples
-        except ImportError:
-            for layer in pending:
-                layer.num_train_examples = count
-        else:
-            set_num_train_examples(self.model, count)
+        set_num_train_examples(self.model, count)
 
     def _get_step(self, skip_nonfinite: bool):
         if self._step is not None and self._skip == skip_nonfinite:
