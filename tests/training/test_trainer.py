@@ -450,3 +450,25 @@ def test_infinite_dataset_with_steps_per_epoch_and_xla_steps():
     assert recorder.params["steps"] == 5
     assert recorder.events == [1, 3, 4, 1, 3, 4]
     assert len(history.history["loss"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("random_layer", "expect_xla"),
+    [(None, True), ("dropout", False), ("flipout", False)],
+)
+def test_jit_auto_skips_xla_for_models_that_draw_random_numbers(random_layer, expect_xla):
+    from tfcraft.layers import DenseFlipout
+
+    x, y = _data(16)
+    hidden = {
+        None: keras.layers.Dense(4),
+        "dropout": keras.layers.Dropout(0.2, seed=0),
+        "flipout": DenseFlipout(4, seed=0),
+    }[random_layer]
+    model = keras.Sequential([keras.Input((3,)), hidden, keras.layers.Dense(1)])
+    trainer = Trainer(model, "sgd", loss="mse", seed=0, jit_compile="auto")
+    trainer.fit((x, y), batch_size=8, verbose=0)
+    assert trainer._loop.jit_compile is expect_xla
+    forced = Trainer(model, "sgd", loss="mse", seed=0, jit_compile=True)
+    forced.fit((x, y), batch_size=8, verbose=0)
+    assert forced._loop.jit_compile is True

@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import tensorflow as tf
@@ -110,9 +111,13 @@ class ArrayLoop:
         self.jit_compile = jit_compile
         # Outer graph: the epoch's permutation (no XLA kernel for the shuffle), then
         # the steps in an inner, optionally XLA-compiled graph: one dispatch per call.
-        self._steps = tf.function(self._chunk, jit_compile=jit_compile)
+        # `partial`s, not bound methods or closures: TF counts retraces per function
+        # code, so several Trainers in one process would warn about retracing.
+        self._steps = tf.function(
+            functools.partial(ArrayLoop._chunk, self), jit_compile=jit_compile
+        )
         self._call = tf.function(
-            self._permute_and_run,
+            functools.partial(ArrayLoop._permute_and_run, self),
             input_signature=[
                 tf.TensorSpec((), tf.int64),
                 tf.TensorSpec((), tf.int64),

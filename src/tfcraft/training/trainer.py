@@ -38,7 +38,25 @@ from tfcraft.training.steps import (
     make_train_step,
 )
 
-__all__ = ["Trainer"]
+__all__ = ["Trainer", "draws_random_numbers"]
+
+
+def draws_random_numbers(model) -> bool:
+    """Whether any layer of `model` owns a random seed generator (dropout, noise, BNN layers).
+
+    Example:
+
+    >>> import keras
+    >>> draws_random_numbers(keras.Sequential([keras.Input((2,)), keras.layers.Dropout(0.5)]))
+    True
+    """
+    flatten = getattr(model, "_flatten_layers", None)
+    layers = flatten() if flatten is not None else []
+    return any(
+        getattr(layer, "seed_generator", None) is not None or getattr(layer, "stochastic", False)
+        for layer in layers
+    )
+
 
 _XLA_ERRORS = (
     tf.errors.InvalidArgumentError,
@@ -93,8 +111,10 @@ class Trainer:
         accumulate_steps: Micro-batches per update. Defaults to `1`.
         steps_per_execution: Steps per graph call, or `"auto"` (as many as
             fit in the epoch and before the next checkpoint).
-        jit_compile: `True`, `False` or `"auto"` (XLA for in-memory data,
-            falling back with a warning if the model does not compile).
+        jit_compile: `True`, `False` or `"auto"`: XLA for in-memory data unless
+            the model draws random numbers while training (dropout, variational
+            layers: XLA's CPU random-number kernels made such steps 8-20x
+            slower here), falling back with a warning if the model does not compile.
         seed: Integer seed of the shuffling; drawn at random if `None`.
         callbacks: `tfcraft.training.Callback` objects.
         checkpoint_dir: Folder for checkpoints; `None` disables them.
@@ -269,7 +289,8 @@ class Trainer:
                 self.seed,
                 shuffle=shuffle,
                 drop_remainder=drop_remainder,
-                jit_compile=self.jit_compile in (True, "auto"),
+                jit_compile=self.jit_compile is True
+                or (self.jit_compile == "auto" and not draws_random_numbers(self.model)),
             )
             return self._loop
         return IteratorLoop(step, data.dataset.element_spec, jit_compile=self.jit_compile is True)
