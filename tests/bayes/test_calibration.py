@@ -211,3 +211,12 @@ def test_conformal_errors_name_the_value():
         bayes.SplitConformal(level=1.2)
     with pytest.raises(ValueError, match=r"Received: pred_cal\.size=2, y_cal\.size=3"):
         bayes.SplitConformal().fit(np.zeros(2), np.zeros(3))
+
+
+def test_binary_ece_equals_the_streaming_metric():
+    rng = np.random.default_rng(7)
+    probs = rng.uniform(size=400)
+    y = (rng.uniform(size=400) < probs**2).astype(int)
+    ours = bayes.expected_calibration_error(y, probs, num_bins=10)
+    theirs = float(metrics.expected_calibration_error(y, probs.astype("float32"), num_bins=10))
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)

@@ -101,6 +101,10 @@ def reliability_diagram(y_true, probs, num_bins: int = 15) -> dict[str, np.ndarr
 def expected_calibration_error(y_true, probs, num_bins: int = 15) -> float:
     """ECE: the count-weighted mean gap `|accuracy - confidence|` over the bins.
 
+    Confidence is that of the top label, also for binary `(n,)` probabilities
+    (read as `[1 - p, p]`), so the value equals the streaming
+    `tfcraft.metrics.ExpectedCalibrationError` on the same data.
+
     Example:
 
     >>> round(expected_calibration_error([0, 1, 1], [0.2, 0.7, 0.9], num_bins=2), 4)
@@ -117,6 +121,11 @@ def expected_calibration_error(y_true, probs, num_bins: int = 15) -> float:
     References:
         Naeini, Cooper & Hauskrecht (2015); Guo, Pleiss, Sun & Weinberger (2017).
     """
+    y_true, probs = _check_probs(y_true, probs)
+    if probs.ndim == 1:
+        # Top-label confidence for binary too (probabilities [1 - p, p]), the same
+        # definition as `tfcraft.metrics.ExpectedCalibrationError`.
+        probs = np.stack([1.0 - probs, probs], axis=1)
     diagram = reliability_diagram(y_true, probs, num_bins)
     counts = diagram["counts"]
     filled = counts > 0

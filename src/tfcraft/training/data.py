@@ -77,9 +77,12 @@ def epoch_permutation(num_examples: int, seed: int, epoch: int | tf.Tensor) -> t
     [0, 1, 2, 3, 4]
     """
     seed_pair = tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
-    return tf.random.experimental.stateless_shuffle(
-        tf.range(num_examples, dtype=tf.int32), seed=seed_pair
+    # Sorting random 64-bit keys (ties have probability ~n**2 / 2**65) instead of
+    # `stateless_shuffle`, which has no XLA kernel: the whole epoch compiles as one.
+    keys = tf.random.stateless_uniform(
+        [num_examples], seed=seed_pair, minval=None, maxval=None, dtype=tf.int64
     )
+    return tf.argsort(keys, stable=True)
 
 
 def features_only(batch) -> Any:

@@ -109,13 +109,10 @@ class ArrayLoop:
     def build(self, jit_compile: bool) -> None:
         """(Re)create the compiled functions, e.g. without XLA after a failure."""
         self.jit_compile = jit_compile
-        # Outer graph: the epoch's permutation (no XLA kernel for the shuffle), then
-        # the steps in an inner, optionally XLA-compiled graph: one dispatch per call.
-        # `partial`s, not bound methods or closures: TF counts retraces per function
+        # One (optionally XLA-compiled) graph per call: metric reset, the epoch's
+        # permutation and the steps, so a tiny epoch pays one dispatch, not three.
+        # A `partial`, not a bound method or closure: TF counts retraces per function
         # code, so several Trainers in one process would warn about retracing.
-        self._steps = tf.function(
-            functools.partial(ArrayLoop._chunk, self), jit_compile=jit_compile
-        )
         self._call = tf.function(
             functools.partial(ArrayLoop._permute_and_run, self),
             input_signature=[
@@ -124,8 +121,11 @@ class ArrayLoop:
                 tf.TensorSpec((), tf.int32),
                 tf.TensorSpec((), tf.int32),
                 tf.TensorSpec((), tf.bool),
+                tf.TensorSpec((), tf.bool),
             ],
+            jit_compile=jit_compile,
         )
+        self._concrete = None
 
     def matches(self, tensors: tuple, batch_size: int, shuffle: bool, drop_remainder: bool) -> bool:
         """Whether this loop can run on `tensors` with these settings after `set_data`."""
@@ -152,12 +152,18 @@ class ArrayLoop:
         """Use the batch order of `epoch` (recomputable from `(seed, epoch)`)."""
         self._epoch = epoch
 
-    def _permute_and_run(self, epoch, seed, first_batch, num_full, with_last):
+    def _permute_and_run(self, epoch, seed, first_batch, num_full, with_last, reset):
+        def reset_metrics():
+            self.step.reset_metrics()
+            return tf.constant(True)
+
+        # Automatic control dependencies run the reset before the steps read the trackers.
+        tf.cond(reset, reset_metrics, lambda: tf.constant(False))
         if self.shuffle:
             order = epoch_permutation(self.num_examples, seed, epoch)
         else:
             order = tf.range(self.num_examples, dtype=tf.int32)
-        return self._steps(order, first_batch, num_full, with_last)
+        return self._chunk(order, first_batch, num_full, with_last)
 
     def _gather(self, order, start, size: int):
         # A gather, not tf.slice: XLA would treat a slice's `begin` as a compile-time
@@ -189,19 +195,27 @@ class ArrayLoop:
             )
         return {**logs, "nonfinite_steps": count, **self.step.results()}
 
-    def run(self, position: int, num_steps: int) -> tuple[dict, int]:
+    def run(self, position: int, num_steps: int, reset: bool = False) -> tuple[dict, int]:
         """Run up to `num_steps` steps from batch `position` of the epoch.
+
+        With `reset=True` the step's running loss and metrics are reset first,
+        inside the same graph call (the start of an epoch).
 
         Returns the logs (tensors) and the number of steps run.
         """
         num_full = max(0, min(num_steps, self.num_full - position))
         with_last = bool(self.remainder) and position + num_steps >= self.steps_per_epoch
-        logs = self._call(
+        if self._concrete is None:
+            # Calling the traced function directly skips tf.function's per-call
+            # argument binding and cache lookup (~1-2 ms here, a tiny epoch's budget).
+            self._concrete = self._call.get_concrete_function()
+        logs = self._concrete(
             tf.constant(self._epoch, tf.int64),
             tf.constant(self.seed, tf.int64),
             tf.constant(position, tf.int32),
             tf.constant(num_full, tf.int32),
             tf.constant(with_last),
+            tf.constant(reset),
         )
         return logs, num_full + int(with_last)
 

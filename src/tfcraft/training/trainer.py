@@ -382,7 +382,8 @@ class Trainer:
         for epoch in range(start_epoch, epochs):
             self.epoch = epoch
             if position == 0:
-                self._step.reset_metrics()
+                if not isinstance(loop, ArrayLoop):  # an ArrayLoop resets inside its graph
+                    self._step.reset_metrics()
                 epoch_nonfinite = 0
             callbacks.on_epoch_begin(epoch)
             logs, position, epoch_nonfinite, ran_out = self._run_epoch(
@@ -427,7 +428,7 @@ class Trainer:
             num = self._steps_this_call(position, steps)
             callbacks.on_train_batch_begin(position)
             if iterator is None:
-                raw, done = self._run_array(loop, position, num)
+                raw, done = self._run_array(loop, position, num, reset=position == 0)
             else:
                 raw, done = loop.run(iterator, num)
             if done == 0:
@@ -459,11 +460,11 @@ class Trainer:
             num = min(num, self.checkpoint_every - self.step % self.checkpoint_every)
         return max(num, 1)
 
-    def _run_array(self, loop: ArrayLoop, position: int, num: int):
+    def _run_array(self, loop: ArrayLoop, position: int, num: int, reset: bool):
         if self.jit_compile != "auto" or not loop.jit_compile:
-            return loop.run(position, num)
+            return loop.run(position, num, reset)
         try:
-            return loop.run(position, num)
+            return loop.run(position, num, reset)
         except _XLA_ERRORS as error:
             warnings.warn(
                 f"XLA compilation failed, continuing without jit_compile "
@@ -471,7 +472,7 @@ class Trainer:
                 stacklevel=3,
             )
             loop.build(jit_compile=False)
-            return loop.run(position, num)
+            return loop.run(position, num, reset)
 
     # ------------------------------------------------------------- checkpoints
     def _open_checkpoints(self, resume: bool):
