@@ -24,6 +24,17 @@ from tfcraft._io import write_text_atomic as write_text_atomic
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
+PEAK_SHAPES = ((512, 32), (1024, 8), (2048, 1))  # (n, chain): small tiles run fastest here
+
+
+def best_matmul_peak_gflops(trials: int = 20) -> float:
+    """The best `matmul_peak_gflops` over `PEAK_SHAPES`: the machine's peak, conservatively high.
+
+    A higher peak makes a "% of peak" target harder, so we take the best shape.
+    """
+    return max(matmul_peak_gflops(n, chain, trials) for n, chain in PEAK_SHAPES)
+
+
 def matmul_peak_gflops(n: int = 2048, chain: int = 1, trials: int = 20) -> float:
     """Best float32 GFLOP/s of `chain` dependent n x n matmuls in one compiled call.
 
@@ -102,4 +113,4 @@ def machine_summary() -> str:
 
 
 if __name__ == "__main__":
-    print(f"float32 matmul peak: {matmul_peak_gflops():.1f} GFLOP/s ({machine_summary()})")
+    print(f"float32 matmul peak: {best_matmul_peak_gflops():.1f} GFLOP/s ({machine_summary()})")
