@@ -109,7 +109,7 @@ class KLWeightSchedule:
 
     def __call__(self, step: int) -> float:  # pragma: no cover - abstract
         """The KL weight at `step` (an integer >= 0)."""
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: subclasses implement it
 
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments."""

@@ -70,7 +70,7 @@ class DistributionHead(keras.layers.Layer):
         self.input_spec = keras.InputSpec(min_ndim=2)
 
     def _size(self) -> int:
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: subclasses implement it
 
     @property
     def num_outputs(self) -> int:

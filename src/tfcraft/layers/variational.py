@@ -159,7 +159,7 @@ class VariationalLayer(SeedStateMixin, keras.layers.Layer):
     # -- forward pass --------------------------------------------------------------
 
     def _kernel_outputs(self, inputs, loc, scale):
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: subclasses implement it
 
     def call(self, inputs, training=None):
         """Stochastic forward pass; adds the scaled KL term with `add_loss`.

@@ -145,8 +145,41 @@ def _confusion_result(counts: _ConfusionCounts, ratio_fn, **kwargs):
     return ratio_fn(*totals, **kwargs)
 
 
+class _ThresholdedRatio(keras.metrics.Metric):
+    """Shared body of Precision/Recall/FBeta: thresholded tp/fp/fn counts and a ratio.
+
+    Subclasses set `_ratio` (a `*_from_counts` function) and may pass it more
+    keyword arguments through `_ratio_kwargs`.
+    """
+
+    _ratio = staticmethod(precision_from_counts)
+
+    def __init__(self, threshold, average, name, dtype):
+        super().__init__(name=name, dtype=dtype)
+        self.threshold = check_probability("threshold", threshold)
+        self.average = check_choice("average", average, AVERAGES)
+        self.counts = _ConfusionCounts(self.threshold, name=f"{name}_counts", dtype=dtype)
+
+    def _ratio_kwargs(self) -> dict:
+        return {}
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        """Accumulate the statistics of one batch."""
+        self.counts.update_state(y_true, y_pred, sample_weight)
+
+    def result(self):
+        """Return the metric over everything seen since the last reset."""
+        return _confusion_result(
+            self.counts, type(self)._ratio, average=self.average, **self._ratio_kwargs()
+        )
+
+    def get_config(self) -> dict:
+        """Constructor arguments, so `from_config` rebuilds the same metric."""
+        return {**super().get_config(), "threshold": self.threshold, "average": self.average}
+
+
 @keras.saving.register_keras_serializable(package="tfcraft")
-class Precision(keras.metrics.Metric):
+class Precision(_ThresholdedRatio):
     """Streaming precision `tp / (tp + fp)`, binary or multi-label.
 
     Shapes, threshold and zero division as in `confusion_counts`. The tp/fp/fn counts
@@ -169,27 +202,14 @@ class Precision(keras.metrics.Metric):
         dtype: Dtype of the metric's state. Defaults to `None` (floatx).
     """
 
+    _ratio = staticmethod(precision_from_counts)
+
     def __init__(self, threshold=0.5, average="micro", name="precision", dtype=None):
-        super().__init__(name=name, dtype=dtype)
-        self.threshold = check_probability("threshold", threshold)
-        self.average = check_choice("average", average, AVERAGES)
-        self.counts = _ConfusionCounts(self.threshold, name=f"{name}_counts", dtype=dtype)
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        """Accumulate the statistics of one batch."""
-        self.counts.update_state(y_true, y_pred, sample_weight)
-
-    def result(self):
-        """Return the metric over everything seen since the last reset."""
-        return _confusion_result(self.counts, precision_from_counts, average=self.average)
-
-    def get_config(self) -> dict:
-        """Constructor arguments, so `from_config` rebuilds the same metric."""
-        return {**super().get_config(), "threshold": self.threshold, "average": self.average}
+        super().__init__(threshold, average, name, dtype)
 
 
 @keras.saving.register_keras_serializable(package="tfcraft")
-class Recall(keras.metrics.Metric):
+class Recall(_ThresholdedRatio):
     """Streaming recall `tp / (tp + fn)`, binary or multi-label.
 
     Shapes, threshold and zero division as in `confusion_counts`. The tp/fp/fn counts
@@ -211,27 +231,14 @@ class Recall(keras.metrics.Metric):
         dtype: Dtype of the metric's state. Defaults to `None` (floatx).
     """
 
+    _ratio = staticmethod(recall_from_counts)
+
     def __init__(self, threshold=0.5, average="micro", name="recall", dtype=None):
-        super().__init__(name=name, dtype=dtype)
-        self.threshold = check_probability("threshold", threshold)
-        self.average = check_choice("average", average, AVERAGES)
-        self.counts = _ConfusionCounts(self.threshold, name=f"{name}_counts", dtype=dtype)
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        """Accumulate the statistics of one batch."""
-        self.counts.update_state(y_true, y_pred, sample_weight)
-
-    def result(self):
-        """Return the metric over everything seen since the last reset."""
-        return _confusion_result(self.counts, recall_from_counts, average=self.average)
-
-    def get_config(self) -> dict:
-        """Constructor arguments, so `from_config` rebuilds the same metric."""
-        return {**super().get_config(), "threshold": self.threshold, "average": self.average}
+        super().__init__(threshold, average, name, dtype)
 
 
 @keras.saving.register_keras_serializable(package="tfcraft")
-class FBeta(keras.metrics.Metric):
+class FBeta(_ThresholdedRatio):
     """Streaming F-beta score, binary or multi-label; `beta > 1` favours recall.
 
     Shapes, threshold and zero division as in `confusion_counts`. The tp/fp/fn counts
@@ -254,31 +261,18 @@ class FBeta(keras.metrics.Metric):
         dtype: Dtype of the metric's state. Defaults to `None` (floatx).
     """
 
+    _ratio = staticmethod(fbeta_from_counts)
+
     def __init__(self, beta=1.0, threshold=0.5, average="micro", name="f_beta", dtype=None):
-        super().__init__(name=name, dtype=dtype)
         self.beta = check_positive_float("beta", beta)
-        self.threshold = check_probability("threshold", threshold)
-        self.average = check_choice("average", average, AVERAGES)
-        self.counts = _ConfusionCounts(self.threshold, name=f"{name}_counts", dtype=dtype)
+        super().__init__(threshold, average, name, dtype)
 
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        """Accumulate the statistics of one batch."""
-        self.counts.update_state(y_true, y_pred, sample_weight)
-
-    def result(self):
-        """Return the metric over everything seen since the last reset."""
-        return _confusion_result(
-            self.counts, fbeta_from_counts, beta=self.beta, average=self.average
-        )
+    def _ratio_kwargs(self) -> dict:
+        return {"beta": self.beta}
 
     def get_config(self) -> dict:
         """Constructor arguments, so `from_config` rebuilds the same metric."""
-        return {
-            **super().get_config(),
-            "beta": self.beta,
-            "threshold": self.threshold,
-            "average": self.average,
-        }
+        return {**super().get_config(), "beta": self.beta}
 
 
 # --------------------------------------------------------------------------- private helpers

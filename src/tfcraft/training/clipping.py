@@ -108,7 +108,7 @@ class Clipper:
 
     def __call__(self, grads, variables):  # pragma: no cover - abstract
         """Return the clipped gradients."""
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: subclasses implement it
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())

@@ -149,13 +149,13 @@ class _EpochFileLogger(Callback):
         self._resumed = False
 
     def _make_row(self, epoch: int, logs: dict) -> object:
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: subclasses implement it
 
     def _parse(self, text: str) -> list:
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: subclasses implement it
 
     def _render(self, rows: list) -> str:
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: subclasses implement it
 
     def _existing_rows(self) -> list:
         return self._parse(self.path.read_text(encoding="utf-8")) if self.path.exists() else []
