@@ -37,6 +37,7 @@ class Linear(keras.layers.Layer):
 
     Example:
 
+    >>> import numpy as np
     >>> layer = Linear(3, kernel_initializer="ones")
     >>> layer(np.ones((2, 4), "float32")).shape
     TensorShape([2, 3])
