@@ -127,8 +127,23 @@ _HEAD_ARGS = """
 """
 
 
+class _EventSizeHead(DistributionHead):
+    """A head over `event_size` independent targets (Normal, Student-t, Bernoulli)."""
+
+    def __init__(self, event_size: int = 1, **kwargs):
+        self.event_size = check_positive_int("event_size", event_size)
+        super().__init__(**kwargs)
+
+    def _size(self) -> int:
+        return self.event_size
+
+    def get_config(self) -> dict:
+        """Constructor arguments."""
+        return {**super().get_config(), "event_size": self.event_size}
+
+
 @keras.saving.register_keras_serializable(package="tfcraft")
-class NormalHead(DistributionHead):
+class NormalHead(_EventSizeHead):
     """Independent Normal over `event_size` targets: `loc` and softplus `scale`.
 
     Example:
@@ -145,20 +160,9 @@ class NormalHead(DistributionHead):
 
     family = "normal"
 
-    def __init__(self, event_size: int = 1, **kwargs):
-        self.event_size = check_positive_int("event_size", event_size)
-        super().__init__(**kwargs)
-
-    def _size(self) -> int:
-        return self.event_size
-
-    def get_config(self) -> dict:
-        """Constructor arguments."""
-        return {**super().get_config(), "event_size": self.event_size}
-
 
 @keras.saving.register_keras_serializable(package="tfcraft")
-class StudentTHead(DistributionHead):
+class StudentTHead(_EventSizeHead):
     """Independent Student-t over `event_size` targets: `loc`, `scale` and `df > 2`.
 
     Heavier tails than `NormalHead`, so outliers in the targets pull the fit less.
@@ -169,20 +173,9 @@ class StudentTHead(DistributionHead):
 
     family = "student_t"
 
-    def __init__(self, event_size: int = 1, **kwargs):
-        self.event_size = check_positive_int("event_size", event_size)
-        super().__init__(**kwargs)
-
-    def _size(self) -> int:
-        return self.event_size
-
-    def get_config(self) -> dict:
-        """Constructor arguments."""
-        return {**super().get_config(), "event_size": self.event_size}
-
 
 @keras.saving.register_keras_serializable(package="tfcraft")
-class BernoulliHead(DistributionHead):
+class BernoulliHead(_EventSizeHead):
     """Independent Bernoulli over `event_size` binary targets; outputs logits.
 
     Args:
@@ -190,17 +183,6 @@ class BernoulliHead(DistributionHead):
     """
 
     family = "bernoulli"
-
-    def __init__(self, event_size: int = 1, **kwargs):
-        self.event_size = check_positive_int("event_size", event_size)
-        super().__init__(**kwargs)
-
-    def _size(self) -> int:
-        return self.event_size
-
-    def get_config(self) -> dict:
-        """Constructor arguments."""
-        return {**super().get_config(), "event_size": self.event_size}
 
 
 @keras.saving.register_keras_serializable(package="tfcraft")
