@@ -212,9 +212,7 @@ class Precision(_ThresholdedRatio):
 class Recall(_ThresholdedRatio):
     """Streaming recall `tp / (tp + fn)`, binary or multi-label.
 
-    Shapes, threshold and zero division as in `confusion_counts`. The tp/fp/fn counts
-    per label are weights of shape `(num_labels,)`, created on the first update from
-    the static last dimension (also inside `model.compile` and `tf.function`).
+    Shapes, threshold, zero division and state as in `Precision`.
 
     Example:
 
@@ -241,9 +239,7 @@ class Recall(_ThresholdedRatio):
 class FBeta(_ThresholdedRatio):
     """Streaming F-beta score, binary or multi-label; `beta > 1` favours recall.
 
-    Shapes, threshold and zero division as in `confusion_counts`. The tp/fp/fn counts
-    per label are weights of shape `(num_labels,)`, created on the first update from
-    the static last dimension (also inside `model.compile` and `tf.function`).
+    Shapes, threshold, zero division and state as in `Precision`.
 
     Example:
 
