@@ -347,14 +347,18 @@ def test_jit_auto_falls_back_with_a_warning():
     assert np.isfinite(history.history["loss"][-1])
 
 
-def test_repeated_fit_reuses_the_compiled_loop():
+@pytest.mark.parametrize("epochs_per_execution", [1, "auto"])
+def test_repeated_fit_reuses_the_compiled_loop(epochs_per_execution):
     x, y = _data(16)
-    trainer = Trainer(_model(), "sgd", loss="mse", seed=0, jit_compile="auto")  # XLA path
+    trainer = Trainer(  # XLA path
+        _model(), "sgd", loss="mse", seed=0, epochs_per_execution=epochs_per_execution
+    )
     trainer.fit((x, y), batch_size=8, verbose=0)
     loop = trainer._loop
     trainer.fit((x + 1, y), batch_size=8, verbose=0)
     assert trainer._loop is loop
-    assert trainer._loop._call.experimental_get_tracing_count() == 1
+    traces = [f.experimental_get_tracing_count() for f in (loop._call, loop._epochs_call)]
+    assert traces == ([1, 0] if epochs_per_execution == 1 else [0, 1])
     np.testing.assert_array_equal(loop.tensors[0].numpy(), x + 1)
 
 

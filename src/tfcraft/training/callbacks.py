@@ -66,6 +66,8 @@ class History(Callback):
         epoch: List of the epoch indices seen (0-based).
     """
 
+    epoch_sync = False  # only records logs
+
     def __init__(self) -> None:
         super().__init__()
         self.history: dict[str, list[float]] = {}
@@ -142,6 +144,8 @@ class ProgressBar(Callback):
     """
 
     _REDRAW_SECONDS = 0.1  # throttle live redraws; a redraw costs more than a step
+
+    epoch_sync = False  # only records logs
 
     def __init__(
         self, verbose: int = 1, stream: TextIO | None = None, update_freq: str | int = "epoch"
@@ -448,6 +452,11 @@ class NanGuard(Callback):
 
     skips_nonfinite_updates = True
     POLICIES = ("raise", "skip", "stop")
+
+    @property
+    def epoch_sync(self) -> bool:
+        """`"raise"` and `"stop"` must act before the next epoch runs; `"skip"` only counts."""
+        return self.policy != "skip"
 
     def __init__(self, policy: str = "raise") -> None:
         super().__init__()

@@ -10,6 +10,12 @@ Batch hooks receive the logs of the last finished step. When the Trainer runs
 several steps per graph call, `on_train_batch_end` fires once per call with
 `batch` set to the index of the last step of that call.
 
+A callback that only records logs (history, progress, files) sets
+`epoch_sync = False`; then, for tiny in-memory data, the Trainer may run
+several epochs in one graph call and replay their hooks afterwards. The default
+`True` keeps the Keras contract: the hooks run between epochs, on the model as
+it is at that point.
+
 Example:
 
 >>> class CountEpochs(Callback):
@@ -48,7 +54,15 @@ _HOOKS = (
 
 
 class Callback:
-    """Base class: override the hooks you need; every hook does nothing by default."""
+    """Base class: override the hooks you need; every hook does nothing by default.
+
+    Attributes:
+        epoch_sync: Whether the hooks must run between epochs (they read or
+            change the model, optimizer or training state). `False` for
+            callbacks that only record logs.
+    """
+
+    epoch_sync = True
 
     def __init__(self) -> None:
         self.trainer = None

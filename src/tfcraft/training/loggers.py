@@ -79,6 +79,8 @@ class TensorBoard(Callback):
             that many steps. Defaults to `"epoch"`.
     """
 
+    epoch_sync = False  # only records logs
+
     def __init__(self, log_dir: str | os.PathLike, update_freq: str | int = "epoch") -> None:
         super().__init__()
         self.log_dir = Path(log_dir)
@@ -140,6 +142,8 @@ class _EpochFileLogger(Callback):
     number of rows written at that checkpoint: rows written after it (the
     epochs being re-run) are dropped, so none is duplicated.
     """
+
+    epoch_sync = False  # only records logs
 
     def __init__(self, path: str | os.PathLike, append: bool = False) -> None:
         super().__init__()

@@ -7,7 +7,9 @@ pulls batches from a `tf.data` iterator inside the graph.
 
 Both return the logs of the last step plus `nonfinite_steps` (how many steps
 of the call had a non-finite loss or gradient) and the running results of the
-step's trackers.
+step's trackers. For data so small that an epoch is a few steps,
+`ArrayLoop.run_epochs` runs several whole epochs in one call and returns the
+logs of each (the Trainer's `epochs_per_execution`).
 
 Example:
 
@@ -31,7 +33,9 @@ import tensorflow as tf
 
 from tfcraft.training.data import epoch_permutation
 
-__all__ = ["ArrayLoop", "IteratorLoop", "to_python_logs"]
+__all__ = ["MAX_EPOCHS_PER_CALL", "ArrayLoop", "IteratorLoop", "to_python_logs"]
+
+MAX_EPOCHS_PER_CALL = 64  # size of the per-epoch log buffers of `ArrayLoop.run_epochs`
 
 
 def to_python_logs(logs: dict) -> dict[str, float]:
@@ -52,8 +56,12 @@ def _logs_spec(step: Callable, batch_spec) -> dict:
     }
 
 
-def _zeros(spec: dict) -> dict:
-    return {name: tf.zeros(s.shape, s.dtype) for name, s in spec.items()}
+def _zeros(spec: dict, leading: tuple = ()) -> dict:
+    return {name: tf.zeros((*leading, *s.shape), s.dtype) for name, s in spec.items()}
+
+
+def _specs_of(tensors: dict) -> dict:
+    return {name: tf.TensorSpec(t.shape, t.dtype) for name, t in tensors.items()}
 
 
 def _loop_step(step: Callable, batch, count, logs: dict):
@@ -126,6 +134,16 @@ class ArrayLoop:
             jit_compile=jit_compile,
         )
         self._concrete = None
+        self._epochs_call = tf.function(
+            functools.partial(ArrayLoop._run_epochs, self),
+            input_signature=[
+                tf.TensorSpec((), tf.int64),
+                tf.TensorSpec((), tf.int64),
+                tf.TensorSpec((), tf.int32),
+            ],
+            jit_compile=jit_compile,
+        )
+        self._epochs_concrete = None
 
     def matches(self, tensors: tuple, batch_size: int, shuffle: bool, drop_remainder: bool) -> bool:
         """Whether this loop can run on `tensors` with these settings after `set_data`."""
@@ -159,11 +177,40 @@ class ArrayLoop:
 
         # Automatic control dependencies run the reset before the steps read the trackers.
         tf.cond(reset, reset_metrics, lambda: tf.constant(False))
+        return self._chunk(self._order(epoch, seed), first_batch, num_full, with_last)
+
+    def _order(self, epoch, seed):
         if self.shuffle:
-            order = epoch_permutation(self.num_examples, seed, epoch)
-        else:
-            order = tf.range(self.num_examples, dtype=tf.int32)
-        return self._chunk(order, first_batch, num_full, with_last)
+            return epoch_permutation(self.num_examples, seed, epoch)
+        return tf.range(self.num_examples, dtype=tf.int32)
+
+    def _epoch_logs_spec(self) -> dict:
+        """Structure of one epoch's logs: the last step's, the count, the trackers'."""
+        results = tf.function(self.step.results).get_concrete_function().structured_outputs
+        return {
+            **self._spec,
+            "nonfinite_steps": tf.TensorSpec((), tf.int32),
+            **_specs_of(results),
+        }
+
+    def _run_epochs(self, first_epoch, seed, num_epochs):
+        """Whole epochs from `first_epoch`; buffer row `j` holds epoch `first_epoch + j`."""
+
+        def body(j, buffers):
+            self.step.reset_metrics()  # ordered before the steps by automatic control deps
+            epoch = first_epoch + tf.cast(j, tf.int64)
+            logs = self._chunk(self._order(epoch, seed), 0, self.num_full, tf.constant(True))
+            row = tf.reshape(j, (1, 1))
+            return j + 1, {
+                name: tf.tensor_scatter_nd_update(
+                    buffer, row, tf.cast(logs[name], buffer.dtype)[tf.newaxis]
+                )
+                for name, buffer in buffers.items()
+            }
+
+        buffers = _zeros(self._epoch_logs_spec(), (MAX_EPOCHS_PER_CALL,))
+        _, buffers = tf.while_loop(lambda j, _: j < num_epochs, body, (tf.constant(0), buffers))
+        return buffers
 
     def _gather(self, order, start, size: int):
         # A gather, not tf.slice: XLA would treat a slice's `begin` as a compile-time
@@ -218,6 +265,28 @@ class ArrayLoop:
             tf.constant(reset),
         )
         return logs, num_full + int(with_last)
+
+    def run_epochs(self, first_epoch: int, num_epochs: int) -> list[dict[str, float]]:
+        """Run `num_epochs` whole epochs from `first_epoch` in one graph call.
+
+        Each epoch starts with reset trackers and uses its own permutation, so
+        the result equals `num_epochs` calls of `run(0, steps_per_epoch, reset=True)`.
+
+        Returns one dict of Python logs per epoch, as `run` gives at an epoch's end.
+        """
+        if not 1 <= num_epochs <= MAX_EPOCHS_PER_CALL:
+            raise ValueError(
+                f"`num_epochs` must be in [1, {MAX_EPOCHS_PER_CALL}]. Received: {num_epochs}"
+            )
+        if self._epochs_concrete is None:
+            self._epochs_concrete = self._epochs_call.get_concrete_function()
+        buffers = self._epochs_concrete(
+            tf.constant(first_epoch, tf.int64),
+            tf.constant(self.seed, tf.int64),
+            tf.constant(num_epochs, tf.int32),
+        )
+        columns = {name: buffer.numpy()[:num_epochs] for name, buffer in buffers.items()}
+        return [to_python_logs({n: c[j] for n, c in columns.items()}) for j in range(num_epochs)]
 
 
 class IteratorLoop:

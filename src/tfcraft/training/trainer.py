@@ -27,7 +27,12 @@ from tfcraft.training import checkpoint as checkpoint_lib
 from tfcraft.training import clipping as clipping_lib
 from tfcraft.training import data as data_lib
 from tfcraft.training.callbacks_base import Callback, CallbackList
-from tfcraft.training.loops import ArrayLoop, IteratorLoop, to_python_logs
+from tfcraft.training.loops import (
+    MAX_EPOCHS_PER_CALL,
+    ArrayLoop,
+    IteratorLoop,
+    to_python_logs,
+)
 from tfcraft.training.parts import CustomStep, default_callbacks
 from tfcraft.training.steps import (
     call_model,
@@ -65,6 +70,8 @@ _XLA_ERRORS = (
     tf.errors.NotFoundError,
 )
 _DEFAULT_ITERATOR_STEPS = 64  # steps per call when a dataset's length is unknown
+# "auto" epochs_per_execution: enough tiny epochs per call to reach this many steps.
+_TARGET_STEPS_PER_CALL = 64
 
 
 class Trainer:
@@ -75,7 +82,11 @@ class Trainer:
     graph, and up to a whole epoch runs in one (XLA-compiled) graph call.
     `tf.data` input is iterated inside the graph, `steps_per_execution` steps
     per call. Batch callbacks fire once per call; checkpoints and
-    `checkpoint_every` cap the steps per call so they fire on time.
+    `checkpoint_every` cap the steps per call so they fire on time. When an
+    epoch is only a few steps (a few hundred rows), several whole epochs run
+    in one call (`epochs_per_execution`) and the callbacks then replay each
+    epoch's logs, provided every callback has `epoch_sync = False` (it only
+    records logs) and there is no validation data.
 
     Replace the loss computation with `loss_fn(model, batch, training) ->
     (loss, logs)`, or the whole step with `train_step(model, batch) -> logs`
@@ -111,6 +122,11 @@ class Trainer:
         accumulate_steps: Micro-batches per update. Defaults to `1`.
         steps_per_execution: Steps per graph call, or `"auto"` (as many as
             fit in the epoch and before the next checkpoint).
+        epochs_per_execution: Whole epochs per graph call for in-memory data
+            (at most 64), or `"auto"`: enough epochs for about 64 steps per
+            call when every callback allows it (see above), else 1. Each
+            epoch's result is the same as when run alone; checkpoints are
+            written after each call.
         jit_compile: `True`, `False` or `"auto"`: XLA for in-memory data unless
             the model draws random numbers while training (dropout, variational
             layers: XLA's CPU random-number kernels made such steps 8-20x
@@ -140,6 +156,7 @@ class Trainer:
         clip: object = None,
         accumulate_steps: int = 1,
         steps_per_execution: int | str = "auto",
+        epochs_per_execution: int | str = "auto",
         jit_compile: bool | str = "auto",
         seed: int | None = None,
         callbacks: Sequence[Callback] | None = None,
@@ -156,6 +173,13 @@ class Trainer:
             raise ValueError("Give `loss`, `loss_fn` or `train_step`. Received: loss=None")
         if steps_per_execution != "auto":
             check_positive_int("steps_per_execution", steps_per_execution)
+        if epochs_per_execution != "auto":
+            check_positive_int("epochs_per_execution", epochs_per_execution)
+            if epochs_per_execution > MAX_EPOCHS_PER_CALL:
+                raise ValueError(
+                    f"Argument `epochs_per_execution` must be at most {MAX_EPOCHS_PER_CALL} "
+                    f"or 'auto'. Received: epochs_per_execution={epochs_per_execution}"
+                )
         if jit_compile not in (True, False, "auto"):
             raise ValueError(
                 "Argument `jit_compile` must be True, False or 'auto'. "
@@ -172,6 +196,7 @@ class Trainer:
         self.clip = clipping_lib.get(clip)
         self.accumulate_steps = check_positive_int("accumulate_steps", accumulate_steps)
         self.steps_per_execution = steps_per_execution
+        self.epochs_per_execution = epochs_per_execution
         self.jit_compile = jit_compile
         self.seed = int(np.random.default_rng().integers(2**31)) if seed is None else seed
         self.callbacks = list(callbacks or [])
@@ -379,7 +404,15 @@ class Trainer:
             # After on_train_begin, which may reset a callback (as Keras' do).
             callbacks.load_state_dict(state["callbacks"])
         epoch_nonfinite = state["epoch_nonfinite"] if state and position else 0
-        for epoch in range(start_epoch, epochs):
+        epochs_per_call = self._epochs_per_call(loop, validation, callbacks)
+        epoch = start_epoch
+        while epoch < epochs:
+            if epochs_per_call > 1 and position == 0:
+                num_epochs = min(epochs_per_call, epochs - epoch)
+                epoch = self._fit_epochs(loop, epoch, num_epochs, callbacks)
+                if self.stop_training:
+                    break
+                continue
             self.epoch = epoch
             if position == 0:
                 if not isinstance(loop, ArrayLoop):  # an ArrayLoop resets inside its graph
@@ -412,8 +445,47 @@ class Trainer:
                 callbacks.on_epoch_end(epoch, epoch_logs)
             if self.stop_training:
                 break
+            epoch += 1
         callbacks.on_train_end()
         return history
+
+    def _epochs_per_call(self, loop, validation, callbacks: CallbackList) -> int:
+        """Whole epochs per graph call: 1 unless the data is in memory and nothing needs a pause."""
+        blockers = [type(c).__name__ for c in callbacks.callbacks if c.epoch_sync]
+        if validation is not None:
+            blockers.append("validation_data")
+        if self.checkpoint_every:
+            blockers.append("checkpoint_every")
+        if self.steps_per_execution != "auto":
+            blockers.append("steps_per_execution")
+        if not isinstance(loop, ArrayLoop):
+            blockers.append("non-array data")
+        if self.epochs_per_execution == "auto":
+            if blockers:
+                return 1
+            return min(MAX_EPOCHS_PER_CALL, -(-_TARGET_STEPS_PER_CALL // loop.steps_per_epoch))
+        if self.epochs_per_execution > 1 and blockers:
+            raise ValueError(
+                f"`epochs_per_execution={self.epochs_per_execution}` runs several epochs "
+                "without pausing between them, which these need: "
+                f"{', '.join(blockers)}. Use epochs_per_execution='auto' or 1, or set "
+                "`epoch_sync = False` on callbacks that only record logs."
+            )
+        return self.epochs_per_execution
+
+    def _fit_epochs(self, loop: ArrayLoop, first_epoch: int, num_epochs: int, callbacks) -> int:
+        """Run whole epochs in one graph call, then replay each one's logs to the callbacks."""
+        all_logs = self._with_xla_fallback(loop, lambda: loop.run_epochs(first_epoch, num_epochs))
+        steps = loop.steps_per_epoch
+        for offset, logs in enumerate(all_logs):
+            self.epoch = first_epoch + offset
+            callbacks.on_epoch_begin(self.epoch)
+            callbacks.on_train_batch_begin(0)
+            self.step += steps
+            callbacks.on_train_batch_end(steps - 1, logs)
+            callbacks.on_epoch_end(self.epoch, dict(logs))
+        self._save(first_epoch + num_epochs, 0, 0, callbacks)
+        return first_epoch + num_epochs
 
     def _run_epoch(self, loop, train, steps, epoch, position, epoch_nonfinite, callbacks):
         if isinstance(loop, ArrayLoop):
@@ -461,18 +533,22 @@ class Trainer:
         return max(num, 1)
 
     def _run_array(self, loop: ArrayLoop, position: int, num: int, reset: bool):
+        return self._with_xla_fallback(loop, lambda: loop.run(position, num, reset))
+
+    def _with_xla_fallback(self, loop: ArrayLoop, run: Callable):
+        """`run()`, retried without XLA if `jit_compile="auto"` chose XLA and it failed."""
         if self.jit_compile != "auto" or not loop.jit_compile:
-            return loop.run(position, num, reset)
+            return run()
         try:
-            return loop.run(position, num, reset)
+            return run()
         except _XLA_ERRORS as error:
             warnings.warn(
                 f"XLA compilation failed, continuing without jit_compile "
                 f"({type(error).__name__}: {str(error)[:200]}).",
-                stacklevel=3,
+                stacklevel=4,
             )
             loop.build(jit_compile=False)
-            return loop.run(position, num, reset)
+            return run()
 
     # ------------------------------------------------------------- checkpoints
     def _open_checkpoints(self, resume: bool):
