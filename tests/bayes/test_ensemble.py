@@ -66,7 +66,9 @@ def test_optimizer_instance_is_cloned_per_member():
     x, y = _data()
     ensemble = bayes.DeepEnsemble(build_model, num_members=2, seed=0)
     optimizer = keras.optimizers.Adam(0.05)
-    ensemble.fit(x, y, epochs=1, batch_size=8, optimizer=optimizer, jit_compile=False)
+    ensemble.fit(
+        x, y, epochs=1, batch_size=8, optimizer=optimizer, jit_compile=False, vectorize=False
+    )
     first, second = (trainer.optimizer for trainer in ensemble.trainers)
     assert first is not second and first is not optimizer
     assert float(first.learning_rate) == pytest.approx(0.05)

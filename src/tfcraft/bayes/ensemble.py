@@ -1,10 +1,13 @@
 """`DeepEnsemble`: several independently initialised and trained networks, one predictive.
 
-Each member is built by `build_model(seed)` with its own seed, trained with
-its own shuffling seed through the tfcraft `Trainer`, and `predict` returns the
-uniform mixture of the members' predictive distributions (Lakshminarayanan,
-Pritzel & Blundell 2017). Members ending in a distribution head give both
-aleatoric and epistemic uncertainty.
+Each member is built by `build_model(seed)` with its own seed and trained
+through the tfcraft `Trainer`; `predict` returns the uniform mixture of the
+members' predictive distributions (Lakshminarayanan, Pritzel & Blundell 2017).
+Members ending in a distribution head give both aleatoric and epistemic
+uncertainty. By default the members train side by side as one Keras model (one
+graph call runs a step of every member; each still gets exactly its own
+gradient), which `benchmarks/ensemble_joint.py` measures; `vectorize=False`
+trains them one after the other, each with its own shuffling seed.
 
 Example:
 
@@ -31,8 +34,12 @@ import keras
 import numpy as np
 
 from tfcraft._validation import check_positive_int
+from tfcraft.bayes._joint import joint_data, joint_model, member_loss_key, member_sum_loss_fn
 from tfcraft.bayes.predictive import Predictive, predict
 from tfcraft.layers import find_head
+from tfcraft.training import clipping
+from tfcraft.training.callbacks import History
+from tfcraft.training.steps import get_loss
 from tfcraft.training.trainer import Trainer
 
 __all__ = ["DeepEnsemble"]
@@ -81,7 +88,8 @@ class DeepEnsemble:
     Attributes:
         members: The `keras.Model`s.
         seeds: The seed of each member (initialisation and shuffling).
-        trainers: The member's `tfcraft.training.Trainer`s of the last `fit`.
+        trainers: The `tfcraft.training.Trainer`s of the last `fit`: one per
+            member, or a single one for the joint model when vectorised.
     """
 
     def __init__(self, build_model: Callable[[int], keras.Model], num_members: int = 5, seed=0):
@@ -112,9 +120,10 @@ class DeepEnsemble:
         validation_data=None,
         callbacks: Sequence | None = None,
         verbose: int = 0,
+        vectorize: bool | str = "auto",
         **trainer_kwargs,
     ) -> list:
-        """Train every member on `(x, y)` with its own seed; return their histories.
+        """Train every member on `(x, y)`; return their histories.
 
         A further call with the same settings continues training with the same
         `trainers` (compiled steps and optimizer state kept), as Keras' `fit`
@@ -134,37 +143,90 @@ class DeepEnsemble:
             callbacks: Callbacks given to every member's Trainer (they are reset
                 at the start of each member's training, as in Keras).
             verbose: `0` silent, `1` progress bars. Defaults to `0`.
+            vectorize: `True`: train the members as one joint model, each on
+                its own random batch order (`tfcraft.bayes._joint`), with one
+                optimizer and sample weights not supported; `False`: one after
+                the other, each by its own Trainer;
+                `"auto"` (default): joint when nothing couples or splits the
+                members (no `metrics`, `callbacks`, or global-norm `clip`).
             **trainer_kwargs: Further `tfcraft.training.Trainer` arguments
                 (`clip`, `jit_compile`, `steps_per_execution`, ...).
 
         Returns:
-            The `History` of each member.
+            The `History` of each member (`loss`, and `val_loss` with validation data).
         """
-        settings = (loss, optimizer, list(metrics or ()), list(callbacks or ()), trainer_kwargs)
+        joint = self._use_joint(vectorize, metrics, callbacks, trainer_kwargs.get("clip"))
+        settings = (
+            loss,
+            optimizer,
+            list(metrics or ()),
+            list(callbacks or ()),
+            trainer_kwargs,
+            joint,
+        )
         if not self.trainers or settings != self._settings:
             member_loss = self._default_loss() if loss is None else loss
-            self.trainers = [
-                Trainer(
-                    member,
-                    optimizer=_fresh_optimizer(optimizer),
-                    loss=member_loss,
-                    metrics=metrics,
-                    seed=member_seed,
-                    callbacks=callbacks,
-                    **trainer_kwargs,
+            if joint:
+                self.trainers = [
+                    Trainer(
+                        joint_model(self.members),
+                        optimizer=_fresh_optimizer(optimizer),
+                        loss_fn=member_sum_loss_fn(get_loss(member_loss), self.members),
+                        seed=self.seed,
+                        **trainer_kwargs,
+                    )
+                ]
+            else:
+                self.trainers = self._member_trainers(
+                    member_loss, optimizer, metrics, callbacks, trainer_kwargs
                 )
-                for member, member_seed in zip(self.members, self.seeds, strict=True)
-            ]
             self._settings = settings
-        return [
-            trainer.fit(
-                (x, y),
-                epochs=epochs,
-                batch_size=batch_size,
-                validation_data=validation_data,
-                verbose=verbose,
+        fit_args = {"epochs": epochs, "batch_size": batch_size, "verbose": verbose}
+        if joint:
+            if validation_data is not None:
+                validation_data = joint_data(*validation_data, None, self.num_members)
+            history = self.trainers[0].fit(
+                joint_data(x, y, self.seeds), validation_data=validation_data, **fit_args
             )
+            return [_member_history(history, i) for i in range(self.num_members)]
+        return [
+            trainer.fit((x, y), validation_data=validation_data, **fit_args)
             for trainer in self.trainers
+        ]
+
+    def _use_joint(self, vectorize, metrics, callbacks, clip) -> bool:
+        if vectorize not in (True, False, "auto"):
+            raise ValueError(
+                f"Argument `vectorize` must be True, False or 'auto'. Received: {vectorize!r}"
+            )
+        couplers = []
+        if metrics:
+            couplers.append("metrics")
+        if callbacks:
+            couplers.append("callbacks")
+        if isinstance(clipping.get(clip), clipping.ByGlobalNorm):
+            couplers.append("a global-norm clip")
+        if vectorize == "auto":
+            return self.num_members > 1 and not couplers
+        if vectorize and couplers:
+            raise ValueError(
+                "`vectorize=True` trains the members as one model, which "
+                f"{', '.join(couplers)} would see as one (or couple). Use vectorize=False."
+            )
+        return bool(vectorize)
+
+    def _member_trainers(self, member_loss, optimizer, metrics, callbacks, trainer_kwargs):
+        return [
+            Trainer(
+                member,
+                optimizer=_fresh_optimizer(optimizer),
+                loss=member_loss,
+                metrics=metrics,
+                seed=member_seed,
+                callbacks=callbacks,
+                **trainer_kwargs,
+            )
+            for member, member_seed in zip(self.members, self.seeds, strict=True)
         ]
 
     def predict(
@@ -257,6 +319,17 @@ def _checked_model(model: object, seed: int) -> keras.Model:
     if not isinstance(model, keras.Model):
         raise TypeError(f"`build_model({seed})` must return a `keras.Model`. Received: {model!r}")
     return model
+
+
+def _member_history(joint: History, index: int) -> History:
+    """Member `index`'s `loss` (and `val_loss`) out of a joint run's History."""
+    history = History()
+    history.epoch = list(joint.epoch)
+    key = member_loss_key(index)
+    for prefix in ("", "val_"):
+        if prefix + key in joint.history:
+            history.history[prefix + "loss"] = list(joint.history[prefix + key])
+    return history
 
 
 def _fresh_optimizer(optimizer):

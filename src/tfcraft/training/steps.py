@@ -420,6 +420,9 @@ def make_train_step(
         loss: A `keras.losses.Loss`, a loss name or a callable
             `(y_true, y_pred) -> loss`. Ignored when `loss_fn` is given.
         loss_fn: Optional `(model, batch, training) -> (scalar loss, logs)`.
+            Its logs are reported as of the last step, except those named in
+            an optional attribute `loss_fn.mean_logs`, averaged over the epoch
+            like `loss`.
         metrics: `keras.metrics.Metric` objects or names.
         clip: A clip spec accepted by `tfcraft.training.clipping.get`.
         accumulate_steps: Positive int; micro-batches per update.
@@ -443,6 +446,8 @@ def make_train_step(
         extra = ("nll", "kl") if variational_layers(model) else ()
     elif not callable(loss_fn):
         raise TypeError(f"Argument `loss_fn` must be callable. Received: loss_fn={loss_fn!r}")
+    else:
+        extra = tuple(getattr(loss_fn, "mean_logs", ()))
     return TrainStep(
         model,
         optimizer,
