@@ -34,17 +34,14 @@ class WeightSums(Callback):
         self.sums.append(float(sum(w.sum() for w in self.trainer.model.get_weights())))
 
 
-def _fit(epochs_per_execution, epochs=5, jit_compile=False, **fit_kwargs):
-    trainer = Trainer(
-        _model(),
-        "adam",
-        loss="mse",
-        metrics=["mae"],
-        seed=3,
-        jit_compile=jit_compile,
-        epochs_per_execution=epochs_per_execution,
-    )
-    history = trainer.fit(_data(), epochs=epochs, batch_size=8, verbose=0, **fit_kwargs)
+def _trainer(model_seed=0, **kwargs):
+    kwargs.setdefault("jit_compile", False)
+    return Trainer(_model(model_seed), "adam", loss="mse", metrics=["mae"], seed=3, **kwargs)
+
+
+def _fit(epochs_per_execution, epochs=5, jit_compile=False):
+    trainer = _trainer(jit_compile=jit_compile, epochs_per_execution=epochs_per_execution)
+    history = trainer.fit(_data(), epochs=epochs, batch_size=8, verbose=0)
     return trainer, history
 
 
@@ -86,25 +83,9 @@ def test_nan_guard_skip_allows_chunking_and_raise_does_not():
 
 def test_resume_from_a_chunk_checkpoint_matches_an_uninterrupted_run(tmp_path):
     full, _ = _fit("auto", epochs=6)
-    first = Trainer(
-        _model(),
-        "adam",
-        loss="mse",
-        metrics=["mae"],
-        seed=3,
-        jit_compile=False,
-        checkpoint_dir=tmp_path / "ckpt",
-    )
+    first = _trainer(checkpoint_dir=tmp_path / "ckpt")
     first.fit(_data(), epochs=4, batch_size=8, verbose=0)
-    second = Trainer(
-        _model(seed=9),
-        "adam",
-        loss="mse",
-        metrics=["mae"],
-        seed=3,
-        jit_compile=False,
-        checkpoint_dir=tmp_path / "ckpt",
-    )
+    second = _trainer(model_seed=9, checkpoint_dir=tmp_path / "ckpt")
     history = second.fit(_data(), epochs=6, batch_size=8, verbose=0, resume=True)
     assert history.epoch == [0, 1, 2, 3, 4, 5]
     for a, b in zip(full.model.get_weights(), second.model.get_weights(), strict=True):
