@@ -176,6 +176,29 @@ def test_local_reparameterization_preactivation_closed_form():
     np.testing.assert_allclose(samples.var(axis=0), expected_var, rtol=0.05)
 
 
+@pytest.mark.parametrize("cls", [*DENSE, Conv2DFlipout])
+def test_default_posterior_is_tfps_default(cls):
+    # Means ~ N(0, 0.1^2), scales softplus(-3): the defaults chosen by
+    # benchmarks/bnn_defaults_study.py. Seeded: the same seed, the same means.
+    def built(seed):
+        if cls is Conv2DFlipout:
+            layer, input_shape = cls(64, 3, seed=seed), (None, 8, 8, 16)
+        else:
+            layer, input_shape = cls(64, seed=seed), (None, 200)
+        layer.build(input_shape)
+        return layer
+
+    layer = built(0)
+    loc = layer.kernel_loc.numpy()
+    assert loc.size >= 9000
+    assert abs(loc.mean()) < 0.005
+    assert loc.std() == pytest.approx(0.1, rel=0.03)
+    scale = np.log1p(np.exp(layer.kernel_scale_raw.numpy()))
+    np.testing.assert_allclose(scale, np.log1p(np.exp(-3.0)), rtol=1e-6)
+    np.testing.assert_array_equal(built(0).kernel_loc.numpy(), loc)
+    assert not np.array_equal(built(1).kernel_loc.numpy(), loc)
+
+
 def test_keras_roundtrip_keeps_config_and_posterior(tmp_path):
     prior = ScaleMixturePrior(pi=0.3, sigma1=2.0, sigma2=0.1)
     layer = DenseFlipout(
