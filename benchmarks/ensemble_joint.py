@@ -22,6 +22,7 @@ Run: `.venv/bin/python benchmarks/ensemble_joint.py` (writes
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -29,66 +30,41 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
-import numpy as np
-from _common import RESULTS_DIR, machine_summary, markdown_table, pass_fail, write_text_atomic
+from _common import machine_summary, markdown_table, pass_fail
+from bnn_vs_tfp import (
+    BATCH_SIZE,
+    LEARNING_RATE,
+    NUM_MEMBERS,
+    build_deterministic,
+    evaluate_model,
+    make_split,
+    mean_stderr,
+    publish,
+)
 
 from tfcraft import bayes
-from tfcraft.datasets import load_regression, train_test_split_indices
-from tfcraft.layers import NormalHead
+from tfcraft.datasets import load_regression
 
 DATASETS = ("diabetes", "concrete", "wine_red")
-NUM_MEMBERS, HIDDEN_UNITS, EPOCHS, BATCH_SIZE, LEARNING_RATE = 5, 50, 40, 32, 3e-3
+EPOCHS = 40
 
 
-def build_member(num_features: int):
-    def build(seed: int) -> keras.Model:
-        return keras.Sequential(
-            [
-                keras.Input((num_features,)),
-                keras.layers.Dense(
-                    HIDDEN_UNITS,
-                    activation="relu",
-                    kernel_initializer=keras.initializers.GlorotUniform(seed),
-                ),
-                NormalHead(seed=seed + 1),
-            ]
-        )
-
-    return build
-
-
-def standardise(x_train, x_test, y_train):
-    mean, std = x_train.mean(0), x_train.std(0) + 1e-8
-    y_mean, y_std = float(y_train.mean()), float(y_train.std())
-    scaled = ((x_train - mean) / std, (x_test - mean) / std, (y_train - y_mean) / y_std)
-    return (*(a.astype("float32") for a in scaled), y_mean, y_std)
-
-
-def run_split(x, y, split: int, vectorize: bool) -> dict[str, float]:
-    train, test = train_test_split_indices(len(x), test_fraction=0.1, seed=split)
-    x_train, x_test, y_train, y_mean, y_std = standardise(x[train], x[test], y[train])
-    y_train = y_train.reshape(-1, 1)
-    ensemble = bayes.DeepEnsemble(build_member(x.shape[1]), NUM_MEMBERS, seed=split)
+def run_split(x, y, split_seed: int, vectorize: bool) -> dict[str, float]:
+    """Train a fresh ensemble on split `split_seed`; its samples/s and test scores."""
+    split = make_split(x, y, split_seed)
+    build = functools.partial(build_deterministic, x.shape[1])
+    ensemble = bayes.DeepEnsemble(build, NUM_MEMBERS, seed=split.seed)
     fit_args = {
         "batch_size": BATCH_SIZE,
         "optimizer": keras.optimizers.Adam(LEARNING_RATE),
         "vectorize": vectorize,
     }
-    ensemble.fit(x_train, y_train, epochs=1, **fit_args)  # compiles
+    ensemble.fit(split.x_fit, split.y_fit, epochs=1, **fit_args)  # compiles
     start = time.perf_counter()
-    ensemble.fit(x_train, y_train, epochs=EPOCHS - 1, **fit_args)
+    ensemble.fit(split.x_fit, split.y_fit, epochs=EPOCHS - 1, **fit_args)
     seconds = time.perf_counter() - start
-    predictive = ensemble.predict(x_test)
-    y_test = ((y[test] - y_mean) / y_std).astype("float32").reshape(-1, 1)
-    nll = -np.asarray(predictive.distribution.log_prob(y_test)).mean() + np.log(y_std)
-    rmse = float(np.sqrt(np.mean((predictive.mean - y_test) ** 2))) * y_std
-    rate = NUM_MEMBERS * len(train) * (EPOCHS - 1) / seconds
-    return {"rate": rate, "nll": float(nll), "rmse": rmse}
-
-
-def mean_se(values) -> str:
-    se = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):.3f} ± {se:.3f}"
+    rate = NUM_MEMBERS * len(split.x_fit) * (EPOCHS - 1) / seconds
+    return {"rate": rate, **evaluate_model(ensemble, split)}
 
 
 def main(argv=None) -> int:
@@ -102,51 +78,43 @@ def main(argv=None) -> int:
     for name in DATASETS:
         x, y = load_regression(name)
         results = {False: [], True: []}
-        for split in range(splits):
-            order = (False, True) if split % 2 == 0 else (True, False)
+        for split_seed in range(splits):
+            order = (False, True) if split_seed % 2 == 0 else (True, False)
             for vectorize in order:
-                results[vectorize].append(run_split(x, y, split, vectorize))
-        rates = {v: statistics.median(r["rate"] for r in results[v]) for v in results}
-        speedup = rates[True] / rates[False]
+                results[vectorize].append(run_split(x, y, split_seed, vectorize))
+        rates = {v: statistics.median(r["rate"] for r in runs) for v, runs in results.items()}
         for vectorize, label in ((False, "one after the other"), (True, "joint (vectorised)")):
             runs = results[vectorize]
             rows.append(
-                [
-                    name,
-                    label,
-                    rates[vectorize],
-                    f"{rates[vectorize] / rates[False]:.2f}x",
-                    mean_se([r["nll"] for r in runs]),
-                    mean_se([r["rmse"] for r in runs]),
-                ]
+                [name, label, rates[vectorize], f"{rates[vectorize] / rates[False]:.2f}x"]
+                + [mean_stderr([r[key] for r in runs]) for key in ("nll", "rmse", "coverage")]
             )
+        speedup = rates[True] / rates[False]
         diffs = [a["nll"] - b["nll"] for a, b in zip(results[True], results[False], strict=True)]
         checks.append(pass_fail(f"{name}: joint training faster", speedup > 1.0, f"{speedup:.2f}x"))
-        checks.append(f"      {name}: paired NLL difference joint - sequential {mean_se(diffs)}")
-    table = markdown_table(
-        ["data set", "members trained", "samples/s", "speed-up", "test NLL", "test RMSE"], rows
-    )
+        checks.append(
+            f"      {name}: paired NLL difference, joint - sequential: {mean_stderr(diffs)}"
+        )
+    headers = ["data set", "members trained", "samples/s", "speed-up", "test NLL", "test RMSE"]
     report = "\n".join(
         [
             "# Deep ensemble: joint (vectorised) vs one-after-the-other training",
             "",
             f"Command: `python benchmarks/ensemble_joint.py{' --quick' if args.quick else ''}`",
             "",
-            f"Machine: {machine_summary()}. {splits} random 90/10 split(s) per set; "
-            f"{NUM_MEMBERS} members, {EPOCHS} epochs, batch {BATCH_SIZE}, Adam {LEARNING_RATE}; "
-            "samples/s = members x rows x epochs / s, median over splits; "
-            f"NLL and RMSE mean ± standard error. Wall time {(time.perf_counter() - start) / 60:.1f} min.",
+            f"Machine: {machine_summary()}. Wall time "
+            f"{(time.perf_counter() - start) / 60:.1f} min. {splits} random 90/10 split(s) "
+            f"per set (`bnn_vs_tfp.make_split`); {NUM_MEMBERS} members, {EPOCHS} epochs, "
+            f"batch {BATCH_SIZE}, Adam {LEARNING_RATE}; samples/s = members x rows x epochs "
+            "/ s (median over splits); NLL, RMSE (target units) and 95% coverage after "
+            "variance recalibration: mean ± standard error.",
             "",
-            table,
+            markdown_table([*headers, "95% coverage"], rows),
             "",
             *checks,
-            "",
         ]
     )
-    print(report)
-    if not args.quick:
-        write_text_atomic(RESULTS_DIR / "ensemble_joint.md", report)
-    return 0
+    return publish(report, "ensemble_joint.md", write=not args.quick)
 
 
 if __name__ == "__main__":
