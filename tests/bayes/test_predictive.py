@@ -202,7 +202,8 @@ def test_batch_size_chunks_give_the_same_deterministic_predictions():
     model = _head_model(NormalHead(seed=3))
     whole = bayes.predict(model, _x(rows=10))
     chunked = bayes.predict(model, _x(rows=10), batch_size=3)
-    np.testing.assert_allclose(chunked.params, whole.params, rtol=1e-6)
+    # Different batch shapes may take different matmul kernels: equal to float32 rounding.
+    np.testing.assert_allclose(chunked.params, whole.params, rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match="Received: batch_size=0"):
         bayes.predict(model, _x(), batch_size=0)
 
