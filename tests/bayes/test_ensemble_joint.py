@@ -101,8 +101,27 @@ def test_members_get_different_batch_orders():
         np.testing.assert_array_equal(np.sort(member_x[:, 0]), x[:, 0])
 
 
+class Subclassed(keras.Model):
+    def __init__(self, seed):
+        super().__init__()
+        self.hidden = keras.layers.Dense(4, activation="tanh")
+        self.head = NormalHead(seed=seed)
+
+    def call(self, x):
+        return self.head(self.hidden(x))
+
+
+def test_subclassed_members_train_one_after_the_other_under_auto():
+    x, y = _data()
+    ensemble = bayes.DeepEnsemble(Subclassed, num_members=2, seed=0)
+    histories = ensemble.fit(x, y, epochs=2, batch_size=8)
+    assert len(ensemble.trainers) == 2 and len(histories[1].history["loss"]) == 2
+    with pytest.raises(ValueError, match=r"exactly one symbolic input.*member 0"):
+        ensemble.fit(x, y, epochs=1, batch_size=8, vectorize=True)
+
+
 def test_joint_model_needs_single_input_members():
     a, b = keras.Input((2,)), keras.Input((2,))
     two_inputs = keras.Model([a, b], keras.layers.Add()([a, b]))
-    with pytest.raises(ValueError, match=r"exactly one input.*member 1"):
+    with pytest.raises(ValueError, match=r"exactly one symbolic input.*member 1"):
         joint_model([build_net(0), two_inputs])

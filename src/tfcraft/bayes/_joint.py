@@ -33,7 +33,13 @@ import tensorflow as tf
 
 from tfcraft.training.steps import call_model, unpack_batch
 
-__all__ = ["joint_data", "joint_model", "member_loss_key", "member_sum_loss_fn"]
+__all__ = [
+    "joint_data",
+    "joint_model",
+    "member_loss_key",
+    "member_sum_loss_fn",
+    "single_input",
+]
 
 
 def member_loss_key(index: int) -> str:
@@ -41,20 +47,27 @@ def member_loss_key(index: int) -> str:
     return f"member_{index}_loss"
 
 
+def single_input(member: keras.Model):
+    """The member's one symbolic input, or `None` (several inputs, or a subclassed model)."""
+    inputs = getattr(member, "inputs", None) or ()
+    return inputs[0] if len(inputs) == 1 else None
+
+
 def joint_model(members: Sequence[keras.Model]) -> keras.Model:
     """A functional model: input `i` goes to member `i`, output `i` is its output.
 
     Raises:
-        ValueError: if a member does not have exactly one input.
+        ValueError: if a member does not have exactly one symbolic input.
     """
     inputs = []
     for index, member in enumerate(members):
-        if len(member.inputs or ()) != 1:
+        spec = single_input(member)
+        if spec is None:
             raise ValueError(
-                "Joint training needs members with exactly one input. "
-                f"Received: member {index} with inputs {member.inputs}"
+                "Joint training needs members with exactly one symbolic input "
+                "(Sequential or functional models). Received: member "
+                f"{index} with inputs {getattr(member, 'inputs', None)}"
             )
-        spec = member.inputs[0]
         inputs.append(keras.Input(spec.shape[1:], dtype=spec.dtype, name=f"member_{index}"))
     outputs = [member(x) for member, x in zip(members, inputs, strict=True)]
     return keras.Model(inputs, outputs, name="joint_members")

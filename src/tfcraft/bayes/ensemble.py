@@ -34,7 +34,13 @@ import keras
 import numpy as np
 
 from tfcraft._validation import check_positive_int
-from tfcraft.bayes._joint import joint_data, joint_model, member_loss_key, member_sum_loss_fn
+from tfcraft.bayes._joint import (
+    joint_data,
+    joint_model,
+    member_loss_key,
+    member_sum_loss_fn,
+    single_input,
+)
 from tfcraft.bayes.predictive import Predictive, predict
 from tfcraft.layers import find_head
 from tfcraft.training import clipping
@@ -148,7 +154,8 @@ class DeepEnsemble:
                 optimizer and sample weights not supported; `False`: one after
                 the other, each by its own Trainer;
                 `"auto"` (default): joint when nothing couples or splits the
-                members (no `metrics`, `callbacks`, or global-norm `clip`).
+                members (no `metrics`, `callbacks`, or global-norm `clip`) and
+                each has one symbolic input (Sequential or functional).
             **trainer_kwargs: Further `tfcraft.training.Trainer` arguments
                 (`clip`, `jit_compile`, `steps_per_execution`, ...).
 
@@ -207,7 +214,8 @@ class DeepEnsemble:
         if isinstance(clipping.get(clip), clipping.ByGlobalNorm):
             couplers.append("a global-norm clip")
         if vectorize == "auto":
-            return self.num_members > 1 and not couplers
+            joinable = all(single_input(member) is not None for member in self.members)
+            return self.num_members > 1 and joinable and not couplers
         if vectorize and couplers:
             raise ValueError(
                 "`vectorize=True` trains the members as one model, which "
