@@ -83,6 +83,10 @@ def test_auto_trains_jointly_unless_something_couples_the_members():
         ({"vectorize": True, "metrics": ["mae"]}, r"vectorize=True.*metrics"),
         ({"vectorize": True, "clip": "global_norm:1.0"}, r"global-norm clip"),
         ({"vectorize": "yes"}, r"vectorize.*'yes'"),
+        (
+            {"vectorize": True, "validation_data": (np.zeros((2, 2)),) * 2 + (np.ones(2),)},
+            r"validation sample weights",
+        ),
     ],
 )
 def test_vectorize_errors(kwargs, message):

@@ -154,7 +154,8 @@ class DeepEnsemble:
                 optimizer and sample weights not supported; `False`: one after
                 the other, each by its own Trainer;
                 `"auto"` (default): joint when nothing couples or splits the
-                members (no `metrics`, `callbacks`, or global-norm `clip`) and
+                members (no `metrics`, `callbacks`, global-norm `clip` or
+                validation sample weights) and
                 each has one symbolic input (Sequential or functional).
             **trainer_kwargs: Further `tfcraft.training.Trainer` arguments
                 (`clip`, `jit_compile`, `steps_per_execution`, ...).
@@ -162,7 +163,9 @@ class DeepEnsemble:
         Returns:
             The `History` of each member (`loss`, and `val_loss` with validation data).
         """
-        joint = self._use_joint(vectorize, metrics, callbacks, trainer_kwargs.get("clip"))
+        joint = self._use_joint(
+            vectorize, metrics, callbacks, trainer_kwargs.get("clip"), validation_data
+        )
         settings = (
             loss,
             optimizer,
@@ -201,7 +204,7 @@ class DeepEnsemble:
             for trainer in self.trainers
         ]
 
-    def _use_joint(self, vectorize, metrics, callbacks, clip) -> bool:
+    def _use_joint(self, vectorize, metrics, callbacks, clip, validation_data) -> bool:
         if vectorize not in (True, False, "auto"):
             raise ValueError(
                 f"Argument `vectorize` must be True, False or 'auto'. Received: {vectorize!r}"
@@ -213,6 +216,8 @@ class DeepEnsemble:
             couplers.append("callbacks")
         if isinstance(clipping.get(clip), clipping.ByGlobalNorm):
             couplers.append("a global-norm clip")
+        if validation_data is not None and len(validation_data) != 2:
+            couplers.append("validation sample weights")
         if vectorize == "auto":
             joinable = all(single_input(member) is not None for member in self.members)
             return self.num_members > 1 and joinable and not couplers
