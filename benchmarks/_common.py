@@ -7,6 +7,7 @@ Running this file on its own prints the machine's float32 matmul peak.
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import statistics
@@ -114,3 +115,14 @@ def machine_summary() -> str:
 
 if __name__ == "__main__":
     print(f"float32 matmul peak: {best_matmul_peak_gflops():.1f} GFLOP/s ({machine_summary()})")
+
+
+def parse_split_args(doc: str, argv, default_splits: int, quick_splits: int):
+    """`--quick` / `--splits N` of the split-based benchmarks; returns `(quick, splits)`."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help=f"{quick_splits} split(s) per set, prints only"
+    )
+    parser.add_argument("--splits", type=int, default=default_splits, help="splits per set")
+    args = parser.parse_args(argv)
+    return args.quick, quick_splits if args.quick else args.splits

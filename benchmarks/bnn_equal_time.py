@@ -14,14 +14,13 @@ Run: `.venv/bin/python benchmarks/bnn_equal_time.py` (writes
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
-from _common import machine_summary, markdown_table
+from _common import machine_summary, markdown_table, parse_split_args
 from bnn_vs_tfp import (
     BATCH_SIZE,
     EPOCHS,
@@ -82,11 +81,7 @@ def run_dataset(name: str, num_splits: int) -> tuple[list, dict]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2 splits per set, prints only")
-    parser.add_argument("--splits", type=int, default=20)
-    args = parser.parse_args(argv)
-    num_splits = 2 if args.quick else args.splits
+    quick, num_splits = parse_split_args(__doc__, argv, 20, 2)
     start = time.perf_counter()
     rows, ratios = [], []
     for name in DATASETS:
@@ -108,7 +103,7 @@ def main(argv=None) -> int:
         [
             "# BNNs at equal training time: tfcraft vs TFP `DenseFlipout`",
             "",
-            f"Command: `python benchmarks/bnn_equal_time.py{' --quick' if args.quick else ''}`",
+            f"Command: `python benchmarks/bnn_equal_time.py{' --quick' if quick else ''}`",
             "",
             f"Machine: {machine_summary()}. Wall time {(time.perf_counter() - start) / 60:.1f} "
             f"min. {num_splits} random 90/10 splits per set (`bnn_vs_tfp.make_split`), batch "
@@ -119,7 +114,7 @@ def main(argv=None) -> int:
             table,
         ]
     )
-    return publish(report, "bnn_equal_time.md", write=not args.quick)
+    return publish(report, "bnn_equal_time.md", write=not quick)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ Run: `.venv/bin/python benchmarks/ensemble_joint.py` (writes
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import statistics
@@ -30,7 +29,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
-from _common import machine_summary, markdown_table, pass_fail
+from _common import machine_summary, markdown_table, parse_split_args, pass_fail
 from bnn_vs_tfp import (
     BATCH_SIZE,
     LEARNING_RATE,
@@ -68,11 +67,7 @@ def run_split(x, y, split_seed: int, vectorize: bool) -> dict[str, float]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one split per set, prints only")
-    parser.add_argument("--splits", type=int, default=5)
-    args = parser.parse_args(argv)
-    splits = 1 if args.quick else args.splits
+    quick, splits = parse_split_args(__doc__, argv, 5, 1)
     rows, checks = [], []
     start = time.perf_counter()
     for name in DATASETS:
@@ -100,7 +95,7 @@ def main(argv=None) -> int:
         [
             "# Deep ensemble: joint (vectorised) vs one-after-the-other training",
             "",
-            f"Command: `python benchmarks/ensemble_joint.py{' --quick' if args.quick else ''}`",
+            f"Command: `python benchmarks/ensemble_joint.py{' --quick' if quick else ''}`",
             "",
             f"Machine: {machine_summary()}. Wall time "
             f"{(time.perf_counter() - start) / 60:.1f} min. {splits} random 90/10 split(s) "
@@ -114,7 +109,7 @@ def main(argv=None) -> int:
             *checks,
         ]
     )
-    return publish(report, "ensemble_joint.md", write=not args.quick)
+    return publish(report, "ensemble_joint.md", write=not quick)
 
 
 if __name__ == "__main__":
