@@ -7,7 +7,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from tfcraft.training import Callback, Trainer
+from tfcraft.training import Trainer
 
 SCRIPT = Path(__file__).with_name("resume_script.py")
 
@@ -51,17 +51,6 @@ def test_sigkill_mid_epoch_then_resume_is_bit_for_bit(tmp_path):
         assert np.array_equal(a, b)
 
 
-class StopAfterCalls(Callback):
-    def __init__(self, calls):
-        super().__init__()
-        self.calls = calls
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.calls -= 1
-        if self.calls == 0:
-            self.trainer.stop_training = True
-
-
 def _trainer(directory, callbacks=()):
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
@@ -85,14 +74,14 @@ def _trainer(directory, callbacks=()):
     )
 
 
-def test_stop_mid_epoch_and_resume_in_process_matches_uninterrupted(tmp_path):
+def test_stop_mid_epoch_and_resume_in_process_matches_uninterrupted(tmp_path, stop_after_calls):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(44, 3)).astype("float32")
     y = x[:, :1] - x[:, 1:2]
     reference = _trainer(tmp_path / "reference")
     expected = reference.fit((x, y), epochs=3, batch_size=8, verbose=0)
 
-    interrupted = _trainer(tmp_path / "run", [StopAfterCalls(3)])
+    interrupted = _trainer(tmp_path / "run", [stop_after_calls(3)])
     interrupted.fit((x, y), epochs=3, batch_size=8, verbose=0)
     assert interrupted.step == 9  # calls end at steps 3, 6 (epoch end), 9: stopped mid-epoch 2
     resumed = _trainer(tmp_path / "run")

@@ -43,17 +43,6 @@ class Recorder(Callback):
         self.epoch_logs.append(dict(logs))
 
 
-class StopAfter(Callback):
-    def __init__(self, calls):
-        super().__init__()
-        self.calls = calls
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.calls -= 1
-        if self.calls == 0:
-            self.trainer.stop_training = True
-
-
 @pytest.fixture(scope="module")
 def trained():
     """One small run shared by the tests that only read its results."""
@@ -169,10 +158,10 @@ def test_sample_weights_are_used():
         np.testing.assert_array_equal(a, b)
 
 
-def test_callback_can_stop_training():
+def test_callback_can_stop_training(stop_after_calls):
     x, y = _data(40)
     trainer = _trainer(
-        _model(), "sgd", loss="mse", seed=0, callbacks=[StopAfter(2)], steps_per_execution=1
+        _model(), "sgd", loss="mse", seed=0, callbacks=[stop_after_calls(2)], steps_per_execution=1
     )
     history = trainer.fit((x, y), epochs=5, batch_size=4, verbose=0)
     assert trainer.step == 2
