@@ -155,7 +155,7 @@ class VariationalLayer(SeedStateMixin, keras.layers.Layer):
         if self.kl != "mc":
             try:
                 return tfd.kl_divergence(posterior, prior)
-            except NotImplementedError:
+            except NotImplementedError:  # TFP registers no analytic KL for this pair
                 if self.kl == "analytic":
                     raise ValueError(
                         f"No analytic KL divergence between the Normal posterior and "

@@ -327,7 +327,7 @@ def _continuous_distribution(y_pred, family) -> tfd.Distribution:
 def _quantile(dist: tfd.Distribution, p: float) -> tf.Tensor:
     try:
         return dist.quantile(ops.cast(p, dist.dtype))
-    except NotImplementedError:
+    except NotImplementedError:  # TFP's signal that this family has no closed-form quantile
         return _bisect_quantile(dist, p)
 
 
