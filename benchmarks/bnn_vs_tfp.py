@@ -203,14 +203,17 @@ class Runner:
             return self._fit(name, build_mc_dropout(self.num_features, seed), False, x, y, seed)
         return self._fit(name, build_deterministic(self.num_features, seed), "auto", x, y, seed)
 
-    def fit_bnn(self, x, y, seed: int, posterior_init: dict | None = None):
-        """Train a tfcraft BNN (`build_bnn` with `posterior_init`), reusing one compiled step."""
+    def fit_bnn(self, x, y, seed: int, posterior_init: dict | None = None, callbacks=()):
+        """Train a tfcraft BNN (`build_bnn` with `posterior_init`), reusing one compiled step;
+        `callbacks`: Trainer callbacks for this fit (e.g. a `bayes.KLWeightScheduler`)."""
         model = build_bnn(self.num_features, self.num_train, seed, **(posterior_init or {}))
-        return self._fit("tfcraft BNN", model, False, x, y, seed)  # XLA's CPU RNG is slower
+        # XLA's CPU RNG is slower, hence jit_compile=False.
+        return self._fit("tfcraft BNN", model, False, x, y, seed, callbacks)
 
-    def _fit(self, name: str, model: keras.Model, jit_compile, x, y, seed: int):
-        trainer = self._trainer(name, model, jit_compile)
+    def _fit(self, name: str, model: keras.Model, jit_compile, x, y, seed: int, callbacks=()):
+        trainer = self._trainer(name, model, jit_compile)  # weights reset, kl_weight included
         trainer.seed = seed  # this split's shuffling
+        trainer.callbacks = list(callbacks)
         start = time.perf_counter()
         trainer.fit((x, y), epochs=self.epochs, batch_size=BATCH_SIZE, verbose=0)
         return trainer.model, time.perf_counter() - start
