@@ -376,6 +376,18 @@ def run_dataset(name: str, num_splits: int, epochs: int, timings: bool = False):
     return results, throughput
 
 
+def paired_nll_differences(results: dict) -> tuple[float, float]:
+    """Mean and standard error over splits of tfcraft BNN NLL - TFP BNN NLL."""
+    diffs = np.array(
+        [
+            ours["nll"] - theirs["nll"]
+            for ours, theirs in zip(results["tfcraft BNN"], results["TFP BNN"], strict=True)
+        ]
+    )
+    stderr = diffs.std(ddof=1) / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
+    return float(diffs.mean()), float(stderr)
+
+
 def mean_stderr(values) -> str:
     values = np.asarray(values, dtype=np.float64)
     stderr = values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
@@ -445,13 +457,24 @@ def main(argv=None) -> int:
         )
         ours = np.array([v["nll"] for v in results["tfcraft BNN"]])
         theirs = np.array([v["nll"] for v in results["TFP BNN"]])
+        diff, stderr = paired_nll_differences(results)
+        reading = "tie" if abs(diff) < 2 * stderr else ("worse" if diff > 0 else "better")
         lines.append(
             pass_fail(
                 f"{name}: tfcraft BNN test NLL <= TFP BNN (each with its defaults)",
                 ours.mean() <= theirs.mean(),
                 f"{ours.mean():.3f} vs {theirs.mean():.3f}; paired difference "
-                f"{mean_stderr(ours - theirs)} over the same splits",
+                f"{diff:+.3f} ± {stderr:.3f} over the same splits: {reading} at 2 standard errors",
             )
+        )
+    if len(all_results) > 1:
+        per_set = [paired_nll_differences(results) for results in all_results.values()]
+        pooled = float(np.mean([d for d, _ in per_set]))
+        pooled_se = math.sqrt(sum(se**2 for _, se in per_set)) / len(per_set)
+        lines.append(
+            f"INFO  all sets, equal weight: paired NLL difference tfcraft BNN - TFP BNN "
+            f"{pooled:+.4f} ± {pooled_se:.4f} (95% interval {pooled - 1.96 * pooled_se:+.4f} "
+            f"to {pooled + 1.96 * pooled_se:+.4f})"
         )
     if "concrete" in all_results:
         tfcraft_models = [m for m in MODELS if m != "TFP BNN"]
