@@ -376,22 +376,16 @@ def run_dataset(name: str, num_splits: int, epochs: int, timings: bool = False):
     return results, throughput
 
 
-def paired_nll_differences(results: dict) -> tuple[float, float]:
-    """Mean and standard error over splits of tfcraft BNN NLL - TFP BNN NLL."""
-    diffs = np.array(
-        [
-            ours["nll"] - theirs["nll"]
-            for ours, theirs in zip(results["tfcraft BNN"], results["TFP BNN"], strict=True)
-        ]
-    )
-    stderr = diffs.std(ddof=1) / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
-    return float(diffs.mean()), float(stderr)
+def mean_and_stderr(values) -> tuple[float, float]:
+    """Mean and standard error (nan for one value) of `values`."""
+    values = np.asarray(values, dtype=np.float64)
+    stderr = values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
+    return float(values.mean()), float(stderr)
 
 
 def mean_stderr(values) -> str:
-    values = np.asarray(values, dtype=np.float64)
-    stderr = values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
-    return f"{values.mean():.3f} ± {stderr:.3f}"
+    mean, stderr = mean_and_stderr(values)
+    return f"{mean:.3f} ± {stderr:.3f}"
 
 
 def tfcraft_posterior_defaults() -> dict:
@@ -446,6 +440,7 @@ def main(argv=None) -> int:
         speed_rows.append([name, throughput["tfcraft BNN"], throughput["TFP BNN"], f"{ratio:.2f}x"])
     elapsed = time.perf_counter() - start
 
+    per_set = []  # (paired NLL difference, its standard error) per data set
     for name, results in all_results.items():
         ratio = all_speed[name]["tfcraft BNN"] / all_speed[name]["TFP BNN"]
         lines.append(
@@ -457,7 +452,8 @@ def main(argv=None) -> int:
         )
         ours = np.array([v["nll"] for v in results["tfcraft BNN"]])
         theirs = np.array([v["nll"] for v in results["TFP BNN"]])
-        diff, stderr = paired_nll_differences(results)
+        diff, stderr = mean_and_stderr(ours - theirs)
+        per_set.append((diff, stderr))
         reading = "tie" if abs(diff) < 2 * stderr else ("worse" if diff > 0 else "better")
         lines.append(
             pass_fail(
@@ -467,8 +463,7 @@ def main(argv=None) -> int:
                 f"{diff:+.3f} ± {stderr:.3f} over the same splits: {reading} at 2 standard errors",
             )
         )
-    if len(all_results) > 1:
-        per_set = [paired_nll_differences(results) for results in all_results.values()]
+    if len(per_set) > 1:
         pooled = float(np.mean([d for d, _ in per_set]))
         pooled_se = math.sqrt(sum(se**2 for _, se in per_set)) / len(per_set)
         lines.append(
