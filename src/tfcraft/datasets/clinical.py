@@ -1,0 +1,3 @@
+"""Datasets module `clinical` (filled in by its application's work)."""
+
+__all__: list[str] = []
