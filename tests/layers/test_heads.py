@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
+from scipy import special, stats
 
-from tfcraft.distributions import distribution_from_params, num_params
+from tfcraft.distributions import MIN_SCALE, num_params
 from tfcraft.layers import (
     BernoulliHead,
     CategoricalHead,
@@ -49,6 +50,42 @@ def _nll(head):
     return NegativeLogLikelihood(head.family)
 
 
+def _softplus(raw):
+    return np.logaddexp(0.0, raw)
+
+
+def _scipy_log_prob(family, params, y):
+    """Log-density of `y` under the documented layout of `params` (float64 SciPy)."""
+    params, y = np.asarray(params, np.float64), np.asarray(y, np.float64)
+    if family == "normal":
+        loc, raw = np.split(params, 2, axis=-1)
+        return stats.norm.logpdf(y, loc, _softplus(raw) + MIN_SCALE).sum(axis=-1)
+    if family == "student_t":
+        loc, raw, raw_df = np.split(params, 3, axis=-1)
+        df = 2.0 + _softplus(raw_df)
+        return stats.t.logpdf(y, df, loc, _softplus(raw) + MIN_SCALE).sum(axis=-1)
+    if family == "bernoulli":
+        return stats.bernoulli.logpmf(y, special.expit(params)).sum(axis=-1)
+    if family == "categorical":
+        log_probs = special.log_softmax(params, axis=-1)
+        return log_probs[np.arange(len(y)), y.astype(int)]
+    logits, loc, raw = np.split(params, 3, axis=-1)  # mixture_normal, univariate
+    log_weights = special.log_softmax(logits, axis=-1)
+    log_components = stats.norm.logpdf(y, loc, _softplus(raw) + MIN_SCALE)
+    return special.logsumexp(log_weights + log_components, axis=-1)
+
+
+def _numpy_mean(family, params):
+    """Mean of the documented distribution, from the raw parameters."""
+    params = np.asarray(params, np.float64)
+    if family in ("normal", "student_t"):
+        return np.split(params, 2 if family == "normal" else 3, axis=-1)[0]
+    if family == "bernoulli":
+        return special.expit(params)
+    logits, loc, _ = np.split(params, 3, axis=-1)  # mixture_normal
+    return np.sum(special.softmax(logits, axis=-1) * loc, axis=-1, keepdims=True)
+
+
 @pytest.mark.parametrize("family", list(HEADS))
 def test_head_outputs_params_and_matching_distribution(family):
     make, _, _ = HEADS[family]
@@ -60,11 +97,18 @@ def test_head_outputs_params_and_matching_distribution(family):
     assert params.shape == (5, num_params(family, size))
     dist = head.distribution(params)
     assert isinstance(dist, tfd.Distribution)
-    reference = distribution_from_params(family, params)
     y = _targets(family, 5, np.random.default_rng(1), size if family != "mixture_normal" else 1)
     if family == "categorical":
         y = y % size
-    np.testing.assert_allclose(dist.log_prob(y), reference.log_prob(y), rtol=1e-6)
+    # Reference: SciPy log-densities from the raw parameters with the documented
+    # transforms (softplus scales + MIN_SCALE, df = 2 + softplus, logits).
+    expected = _scipy_log_prob(family, params.numpy(), y)
+    assert dist.log_prob(y).shape == (5,)
+    np.testing.assert_allclose(dist.log_prob(y), expected, rtol=1e-5, atol=1e-5)
+    if family != "categorical":
+        np.testing.assert_allclose(
+            dist.mean(), _numpy_mean(family, params.numpy()), rtol=1e-5, atol=1e-6
+        )
     # The projection is a plain affine map of the features.
     np.testing.assert_allclose(params, x @ head.kernel.numpy() + head.bias.numpy(), rtol=1e-5)
 
