@@ -83,14 +83,29 @@ def test_mc_dropout_head_matches_numpy_mixture_moments():
     assert np.all(predictive.epistemic_stddev > 0)
 
 
-def test_law_of_total_variance():
-    model = _head_model(NormalHead(seed=2), dropout=0.5)
-    predictive = bayes.predict(model, _x(), num_samples=30, seed=0)
-    np.testing.assert_allclose(
-        predictive.stddev**2,
-        predictive.aleatoric_stddev**2 + predictive.epistemic_stddev**2,
-        rtol=1e-5,
-    )
+def test_stddevs_match_the_closed_form_of_a_dropout_model():
+    # MCDropout(rate) on the inputs, then a NormalHead whose scale does not depend
+    # on the input: loc = sum_j w_j x_j m_j / (1 - rate) + b with m_j ~ Bernoulli(1 - rate),
+    # scale = softplus(c). So, independently of `bayes.predict`:
+    #   mean = w . x + b,  aleatoric var = scale**2,
+    #   epistemic var = rate / (1 - rate) * sum_j w_j**2 x_j**2,
+    #   total var = aleatoric var + epistemic var (law of total variance).
+    rate, num_samples = 0.3, 4000
+    w, b, c = np.array([0.8, -1.2, 0.5]), 0.3, -0.4
+    model = keras.Sequential([keras.Input((3,)), MCDropout(rate, seed=0), NormalHead()])
+    model.layers[-1].set_weights([np.stack([w, np.zeros(3)], axis=1), np.array([b, c])])
+    x = _x().astype(np.float64)
+    predictive = bayes.predict(model, x.astype("float32"), num_samples=num_samples, seed=0)
+    scale = np.log1p(np.exp(c)) + MIN_SCALE
+    epistemic_var = rate / (1 - rate) * (x**2 @ w**2)
+    np.testing.assert_allclose(predictive.aleatoric_stddev[:, 0], scale, rtol=1e-5)
+    # Monte Carlo over passes: the sample variance has a relative standard error of
+    # about sqrt(2 / num_samples) ~ 2% (more with Bernoulli kurtosis); allow 4x.
+    np.testing.assert_allclose(predictive.epistemic_stddev[:, 0] ** 2, epistemic_var, rtol=0.12)
+    total_error = np.abs(predictive.stddev[:, 0] ** 2 - (scale**2 + epistemic_var))
+    assert np.all(total_error < 0.12 * epistemic_var), total_error
+    mean_error = 4 * np.sqrt(epistemic_var / num_samples)
+    assert np.all(np.abs(predictive.mean[:, 0] - (x @ w + b)) < mean_error)
 
 
 def test_distribution_is_the_uniform_mixture():
