@@ -113,6 +113,38 @@ def machine_summary() -> str:
     )
 
 
+SQUARE_PEAK_SIZES = (2048, 3072, 4096)  # n >= 2048: large enough to reach the BLAS peak
+
+
+def square_matmul_peak_gflops(
+    sizes: Sequence[int] = SQUARE_PEAK_SIZES, trials: int = 5
+) -> dict[int, float]:
+    """`{n: best GFLOP/s}` of one float32 n x n matmul per call, for each n in `sizes`.
+
+    The machine's peak is the max of the values; every n should be >= 2048 so
+    that the figure is not held back by per-call overhead or small tiles.
+    """
+    return {n: matmul_peak_gflops(n, 1, trials) for n in sizes}
+
+
+def thread_summary() -> str:
+    """CPU affinity and thread settings of this process (not changed here, only reported)."""
+    affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "n/a"
+    names = (
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "TF_NUM_INTRAOP_THREADS",
+        "TF_NUM_INTEROP_THREADS",
+    )
+    env = ", ".join(f"{name}={os.environ.get(name, 'unset')}" for name in names)
+    return (
+        f"CPU affinity {affinity}; TensorFlow intra-op threads "
+        f"{tf.config.threading.get_intra_op_parallelism_threads()}, inter-op "
+        f"{tf.config.threading.get_inter_op_parallelism_threads()} (0 = one per core); {env}"
+    )
+
+
 if __name__ == "__main__":
     print(f"float32 matmul peak: {best_matmul_peak_gflops():.1f} GFLOP/s ({machine_summary()})")
 

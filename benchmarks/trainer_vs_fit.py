@@ -1,33 +1,52 @@
-"""Speed of the tfcraft Trainer against Keras `model.fit` and the textbook eager loop.
+"""Speed of the tfcraft Trainer against Keras `model.fit` on every kind of input (issue #9).
 
-Issue #3. One process, one MLP (64 -> 256 ReLU -> 256 ReLU -> 1, MSE, Adam with
-global-norm clipping at 1.0, batch 256) on 65,536 rows of seeded synthetic
-regression data, trained from the same initial weights by:
+One process, one MLP (64 -> 256 ReLU -> 256 ReLU -> 1, MSE, Adam with global-norm
+clipping at 1.0, batch 256) on 32,768 rows of seeded synthetic regression data
+(128 steps per epoch), every method starting from the same initial weights:
 
-  (a) the textbook eager loop (`for x, y in dataset: with tf.GradientTape(): ...`),
-      timed over a few hundred steps and extrapolated;
-  (b) Keras 3 `model.fit` with default settings;
-  (c) `model.fit(jit_compile=True)` with several `steps_per_execution` values;
-  (d) `tfcraft.training.Trainer(...).fit(...)`.
+  fit/...       Keras 3 `model.fit` on NumPy arrays, on the pipeline
+                `tf.data.Dataset.from_tensor_slices((x, y)).batch(256).prefetch(2)`,
+                on an endless Python generator (`steps_per_epoch=128`) and on a
+                `keras.utils.PyDataset`, each with the default settings and with
+                `steps_per_execution` in {16, 64, 256} x `jit_compile` in {False, True};
+  trainer/...   `tfcraft.training.Trainer.fit` on the arrays, on the same pipeline
+                (within one long `fit(ds, epochs=N)`, and as repeated one-epoch
+                `fit(ds, epochs=1)` calls, each whole call timed), and on a callable
+                returning a fresh generator of the same NumPy batches;
+  xla-epoch     a hand-written loop: a whole epoch in one `tf.function(jit_compile=True)`
+                over resident tensors (stateless per-epoch permutation, batches
+                gathered by index, `tf.while_loop` over the steps, the same Keras
+                model and Adam), compile excluded: the fastest loop known here;
+  eager         the textbook eager `GradientTape` loop, timed over a few hundred steps;
+  small/...     the Trainer on the 442-row diabetes data (sklearn), 80% for training,
+                with the 20% hold-out as `validation_data` and `EarlyStopping(
+                monitor="val_loss", patience=10**6)` (never stops), and without them.
 
-Each: a warm-up epoch excluded, then the median of >= 3 timed epochs; the whole
-set runs twice in alternating order and each method keeps its better round. Achieved
-GFLOP/s = 6 x parameters x samples/s, against the float32 matmul peak measured
-in the same process. Also the Trainer on the 442-row diabetes data (sklearn):
-one timed `fit` of many epochs, against its large-data throughput.
+Per method: a warm-up epoch (or call) excluded, then the median of the timed
+epochs; all rows run `--rounds` times in alternating order and each keeps its best
+round. Small data: one `fit` of many epochs timed from outside after a warm-up
+`fit`, samples/s counting training rows. GFLOP/s = 6 x parameters x samples/s,
+against a float32 matmul peak (n x n, n in 2048/3072/4096) measured at start and end.
+The script does not pin threads: run it as the machine is (the header prints the
+CPU affinity and thread settings).
 
-Run: `.venv/bin/python benchmarks/trainer_vs_fit.py` (full, writes
-`benchmarks/results/trainer_vs_fit.md`) or `--quick` (smoke run, prints only).
-Other processes on the machine add noise; the ratios within one run are what count.
+Run: `.venv/bin/python benchmarks/trainer_vs_fit.py` (full: about 10 minutes on 2
+cores; writes `benchmarks/results/trainer_vs_fit.md`), `--quick` (smoke run, small
+sizes, prints only), `--rows 'fit/tfdata/*,trainer/tfdata/*'` (a subset; glob
+patterns on the row keys, `--list-rows` shows them).
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import os
 import statistics
 import sys
 import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -35,12 +54,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 from _common import (
-    PEAK_SHAPES,
     RESULTS_DIR,
-    best_matmul_peak_gflops,
+    SQUARE_PEAK_SIZES,
     machine_summary,
     markdown_table,
     pass_fail,
+    square_matmul_peak_gflops,
+    thread_summary,
     training_gflops,
     write_text_atomic,
 )
@@ -49,8 +69,27 @@ BATCH_SIZE = 256
 HIDDEN_UNITS = 256
 LEARNING_RATE = 1e-3
 CLIPNORM = 1.0
+NUM_FEATURES = 64
+KERAS_SETTINGS = (
+    ("default", {}),
+    *(
+        (
+            f"steps_per_execution={spe}, jit_compile={jit}",
+            {"steps_per_execution": spe, "jit_compile": jit},
+        )
+        for spe in (16, 64, 256)
+        for jit in (False, True)
+    ),
+)
+KERAS_INPUTS = {
+    "numpy": "NumPy arrays",
+    "tfdata": "tf.data pipeline",
+    "generator": "Python generator",
+    "pydataset": "keras.utils.PyDataset",
+}
 
 
+# ------------------------------------------------------------------------ data
 def make_regression(num_rows: int, num_features: int, seed: int = 0):
     """Seeded synthetic regression data: a smooth function of x plus noise, float32."""
     rng = np.random.default_rng(seed)
@@ -60,16 +99,65 @@ def make_regression(num_rows: int, num_features: int, seed: int = 0):
     return x, y.astype("float32")
 
 
-def load_diabetes_standardized():
-    """The 442-row diabetes data shipped with scikit-learn, standardised."""
+def load_diabetes_split(seed: int = 0):
+    """The 442-row diabetes data (sklearn), standardised, split 80/20 at random."""
     from sklearn.datasets import load_diabetes
 
     x, y = load_diabetes(return_X_y=True)
-    x = (x - x.mean(0)) / x.std(0)
-    y = (y - y.mean()) / y.std()
-    return x.astype("float32"), y.reshape(-1, 1).astype("float32")
+    x = ((x - x.mean(0)) / x.std(0)).astype("float32")
+    y = ((y - y.mean()) / y.std()).reshape(-1, 1).astype("float32")
+    order = np.random.default_rng(seed).permutation(len(x))
+    cut = round(0.8 * len(x))
+    train, hold = order[:cut], order[cut:]
+    return (x[train], y[train]), (x[hold], y[hold])
 
 
+def make_pipeline(x, y, prefetch) -> tf.data.Dataset:
+    """The user's pipeline: `from_tensor_slices((x, y)).batch(256).prefetch(...)`."""
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH_SIZE).prefetch(prefetch)
+
+
+def batches(x, y):
+    """One epoch of the same NumPy batches, in order, as a Python generator."""
+    for start in range(0, len(x), BATCH_SIZE):
+        yield x[start : start + BATCH_SIZE], y[start : start + BATCH_SIZE]
+
+
+def endless_batches(x, y):
+    """`batches` epoch after epoch: what Keras needs for a generator over several epochs."""
+    while True:
+        yield from batches(x, y)
+
+
+class ArrayBatches(keras.utils.PyDataset):
+    """The same NumPy batches as a `keras.utils.PyDataset` (Keras's documented form)."""
+
+    def __init__(self, x, y):
+        super().__init__()
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return -(-len(self.x) // BATCH_SIZE)
+
+    def __getitem__(self, index):
+        start = index * BATCH_SIZE
+        return self.x[start : start + BATCH_SIZE], self.y[start : start + BATCH_SIZE]
+
+
+def keras_inputs(kind: str, x, y, prefetch) -> dict:
+    """`model.fit` keyword arguments feeding `(x, y)` in the form `kind`."""
+    if kind == "numpy":
+        return {"x": x, "y": y, "batch_size": BATCH_SIZE}
+    if kind == "tfdata":
+        return {"x": make_pipeline(x, y, prefetch)}
+    if kind == "generator":
+        return {"x": endless_batches(x, y), "steps_per_epoch": -(-len(x) // BATCH_SIZE)}
+    if kind == "pydataset":
+        return {"x": ArrayBatches(x, y)}
+    raise ValueError(f"Unknown input kind. Received: kind={kind!r}")
+
+
+# ----------------------------------------------------------------------- model
 def make_mlp(num_inputs: int, weights=None) -> keras.Model:
     model = keras.Sequential(
         [
@@ -89,6 +177,13 @@ def make_adam(clipped: bool = True) -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam(learning_rate=LEARNING_RATE, global_clipnorm=clipnorm)
 
 
+def timed_median(seconds: list[float], warmup: int = 1) -> float:
+    timed = seconds[warmup:]
+    if not timed:
+        raise RuntimeError(f"No timed epochs. Received: seconds={seconds}")
+    return statistics.median(timed)
+
+
 class KerasEpochTimer(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
@@ -101,14 +196,16 @@ class KerasEpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def timed_median(seconds: list[float], warmup: int = 1) -> float:
-    timed = seconds[warmup:]
-    if len(timed) < 1:
-        raise RuntimeError(f"No timed epochs. Received: seconds={seconds}")
-    return statistics.median(timed)
+# ---------------------------------------------------------------- keras, eager
+def bench_keras_fit(weights, x, y, kind, settings, epochs, prefetch) -> float:
+    """Samples/s of `model.fit` on `kind` input, median over the epochs after the first."""
+    model = make_mlp(x.shape[1], weights)
+    model.compile(optimizer=make_adam(), loss="mse", **settings)
+    timer = KerasEpochTimer()
+    model.fit(**keras_inputs(kind, x, y, prefetch), epochs=1 + epochs, verbose=0, callbacks=[timer])
+    return len(x) / timed_median(timer.seconds)
 
 
-# --------------------------------------------------------------------------- (a)
 def bench_eager(weights, x, y, warmup_steps: int, chunk_steps: int, chunks: int) -> float:
     """Samples/s of the textbook eager loop, median of `chunks` timed chunks."""
     model = make_mlp(x.shape[1], weights)
@@ -126,8 +223,7 @@ def bench_eager(weights, x, y, warmup_steps: int, chunk_steps: int, chunks: int)
         for _ in range(num_steps):
             x_batch, y_batch = next(iterator)
             with tf.GradientTape() as tape:
-                y_pred = model(x_batch, training=True)
-                loss = loss_fn(y_batch, y_pred)
+                loss = loss_fn(y_batch, model(x_batch, training=True))
             grads = tape.gradient(loss, model.trainable_variables)
             optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
         return float(loss)
@@ -141,255 +237,524 @@ def bench_eager(weights, x, y, warmup_steps: int, chunk_steps: int, chunks: int)
     return chunk_steps * BATCH_SIZE / statistics.median(seconds)
 
 
-# --------------------------------------------------------------------- (b), (c)
-def bench_fit(weights, x, y, epochs: int, **compile_kwargs) -> float:
-    """Samples/s of `model.fit`, median over the epochs after the first."""
+def bench_xla_epoch(weights, x, y, epochs: int, seed: int = 0) -> float:
+    """Samples/s of a whole epoch as one XLA function over resident tensors."""
     model = make_mlp(x.shape[1], weights)
-    model.compile(optimizer=make_adam(), loss="mse", **compile_kwargs)
-    timer = KerasEpochTimer()
-    model.fit(x, y, batch_size=BATCH_SIZE, epochs=1 + epochs, verbose=0, callbacks=[timer])
-    return len(x) / timed_median(timer.seconds)
+    optimizer = make_adam()
+    variables = model.trainable_variables
+    optimizer.build(variables)
+    loss_fn = keras.losses.MeanSquaredError()
+    features, targets = tf.constant(x), tf.constant(y)
+    num_rows, steps = len(x), len(x) // BATCH_SIZE  # full batches only
+
+    @tf.function(jit_compile=True)
+    def run_epoch(epoch):
+        seed_pair = tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
+        keys = tf.random.stateless_uniform(
+            [num_rows], seed=seed_pair, minval=None, maxval=None, dtype=tf.int64
+        )
+        order = tf.argsort(keys, stable=True)
+
+        def body(step, total):
+            index = tf.slice(order, [step * BATCH_SIZE], [BATCH_SIZE])
+            x_batch, y_batch = tf.gather(features, index), tf.gather(targets, index)
+            with tf.GradientTape() as tape:
+                loss = loss_fn(y_batch, model(x_batch, training=True))
+            optimizer.apply(tape.gradient(loss, variables), variables)
+            return step + 1, total + loss
+
+        _, total = tf.while_loop(
+            lambda step, _: step < steps, body, (tf.constant(0), tf.constant(0.0))
+        )
+        return total / steps
+
+    seconds = []
+    for epoch in range(1 + epochs):
+        start = time.perf_counter()
+        run_epoch(tf.constant(epoch)).numpy()
+        seconds.append(time.perf_counter() - start)
+    return steps * BATCH_SIZE / timed_median(seconds)
 
 
-# --------------------------------------------------------------------------- (d)
+# --------------------------------------------------------------------- trainer
 def import_trainer():
-    """The tfcraft Trainer, or the reason it cannot be used yet."""
+    """The tfcraft training API, or the reason it cannot be used."""
     try:
-        from tfcraft.training import Callback, Trainer, clipping
-    except Exception as error:  # the Trainer lands concurrently; report, do not crash
+        from tfcraft.training import Callback, EarlyStopping, Trainer, clipping
+    except Exception as error:  # report, do not crash the Keras rows
         return None, f"{type(error).__name__}: {error}"
-    return (Trainer, Callback, clipping), None
+    return {
+        "Trainer": Trainer,
+        "Callback": Callback,
+        "EarlyStopping": EarlyStopping,
+        "clipping": clipping,
+    }, None
 
 
-def make_trainer(weights, x, trainer_api):
-    trainer_class, _, clipping = trainer_api
-    model = make_mlp(x.shape[1], weights)
-    return trainer_class(
-        model,
+def make_trainer(api, weights, num_inputs, callbacks=()):
+    return api["Trainer"](
+        make_mlp(num_inputs, weights),
         optimizer=make_adam(clipped=False),
         loss="mse",
-        clip=clipping.ByGlobalNorm(CLIPNORM),
+        clip=api["clipping"].ByGlobalNorm(CLIPNORM),
         seed=0,
+        callbacks=list(callbacks),
     )
 
 
 def make_epoch_timer(callback_class):
-    """A tfcraft callback recording when each epoch begins and ends."""
+    """A tfcraft callback recording each epoch's wall time."""
 
     class EpochTimer(callback_class):
         def __init__(self):
             super().__init__()
-            self.begins, self.ends = [], []
+            self.seconds = []
 
         def on_epoch_begin(self, epoch, logs=None):
-            self.begins.append(time.perf_counter())
+            self._start = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
-            self.ends.append(time.perf_counter())
+            self.seconds.append(time.perf_counter() - self._start)
 
     return EpochTimer()
 
 
-def bench_trainer(weights, x, y, epochs: int, trainer_api) -> float:
-    """Samples/s of `Trainer.fit`, median over the epochs after the first."""
-    trainer = make_trainer(weights, x, trainer_api)
-    timer = make_epoch_timer(trainer_api[1])
-    trainer.callbacks.append(timer)
-    trainer.fit((x, y), epochs=1 + epochs, batch_size=BATCH_SIZE, verbose=0)
-    seconds = [end - begin for begin, end in zip(timer.begins, timer.ends, strict=True)]
-    return len(x) / timed_median(seconds)
+def bench_trainer_long(api, weights, data, num_rows, epochs) -> float:
+    """Samples/s of `Trainer.fit(data, epochs=1 + epochs)`, median over epochs after the first."""
+    timer = make_epoch_timer(api["Callback"])
+    trainer = make_trainer(api, weights, NUM_FEATURES, [timer])
+    trainer.fit(data, epochs=1 + epochs, batch_size=BATCH_SIZE, verbose=0)
+    return num_rows / timed_median(timer.seconds)
 
 
-def bench_trainer_small(x, y, epochs: int, trainer_api) -> float:
-    """Samples/s of a whole `fit` of many small epochs, timed from outside.
-
-    A first two-epoch `fit` compiles; the timed `fit` reuses its graphs (as a
-    second `fit` on the same Trainer does) and counts everything between the
-    calls: callbacks, logs, bookkeeping, which is what dominates when an epoch
-    is two steps. No timing callback is attached: a user callback would make
-    the Trainer pause between epochs (`epoch_sync`), so the default
-    `epochs_per_execution="auto"` could not run several epochs per call.
-    """
-    model = make_mlp(x.shape[1])
-    trainer = make_trainer(model.get_weights(), x, trainer_api)
-    trainer.fit((x, y), epochs=2, batch_size=BATCH_SIZE, verbose=0)
-    start = time.perf_counter()
-    trainer.fit((x, y), epochs=epochs, batch_size=BATCH_SIZE, verbose=0)
-    return epochs * len(x) / (time.perf_counter() - start)
+def bench_trainer_calls(api, weights, data, num_rows, calls, notes) -> float:
+    """Samples/s of repeated one-epoch `Trainer.fit(data, epochs=1)` calls, each call timed."""
+    trainer = make_trainer(api, weights, NUM_FEATURES)
+    seconds = []
+    for _ in range(1 + calls):
+        start = time.perf_counter()
+        trainer.fit(data, epochs=1, batch_size=BATCH_SIZE, verbose=0)
+        seconds.append(time.perf_counter() - start)
+    notes.append(
+        f"trainer/tfdata/per-call: first call {seconds[0]:.2f} s (compiles), "
+        f"then {', '.join(f'{s:.3f}' for s in seconds[1:])} s"
+    )
+    return num_rows / timed_median(seconds)
 
 
-# ------------------------------------------------------------------------ report
-def build_report(rows, peak, num_params, eager_rate, best_fit_rate, checks, header) -> str:
-    table_rows = []
-    for name, rate, params in rows:
-        gflops = training_gflops(params, rate)
-        table_rows.append(
-            [
-                name,
-                rate,
-                rate / best_fit_rate,
-                rate / eager_rate,
-                gflops,
-                f"{100 * gflops / peak:.1f}%",
-            ]
+def bench_small(api, train, validation, epochs, patience, restore, notes, key) -> float:
+    """Samples/s (training rows) of one `fit` of many epochs on small data, after a warm-up fit."""
+    callbacks = []
+    if validation is not None:
+        callbacks.append(
+            api["EarlyStopping"](
+                monitor="val_loss", patience=patience, restore_best_weights=restore
+            )
         )
-    table = markdown_table(
-        ["method", "samples/s", "vs best fit", "vs eager", "GFLOP/s", "% of peak"], table_rows
+    keras.utils.set_random_seed(1)
+    weights = make_mlp(train[0].shape[1]).get_weights()
+    trainer = make_trainer(api, weights, train[0].shape[1], callbacks)
+    kwargs = {"batch_size": BATCH_SIZE, "validation_data": validation, "verbose": 0}
+    trainer.fit(train, epochs=2, **kwargs)  # compiles, also the validation graph
+    start = time.perf_counter()
+    history = trainer.fit(train, epochs=epochs, **kwargs)
+    seconds = time.perf_counter() - start
+    ran = len(history.history["loss"])
+    if ran != epochs:
+        notes.append(f"{key}: stopped after {ran} of {epochs} epochs")
+    return ran * len(train[0]) / seconds
+
+
+# ------------------------------------------------------------------------ rows
+@dataclass
+class Row:
+    key: str
+    method: str
+    input: str
+    settings: str
+    num_params: int
+    measure: Callable[[], float]
+    rates: list[float] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def rate(self) -> float:
+        return max(self.rates) if self.rates else float("nan")
+
+
+def make_rows(config, api, notes) -> list[Row]:
+    """Every row of the benchmark, in running order."""
+    x, y, initial, epochs, prefetch = (
+        config["x"],
+        config["y"],
+        config["initial"],
+        config["epochs"],
+        config["prefetch"],
+    )
+    num_params = make_mlp(NUM_FEATURES, initial).count_params()
+    num_rows = len(x)
+    pipeline = f"from_tensor_slices.batch({BATCH_SIZE}).prefetch({prefetch})"
+    rows = [
+        Row(
+            "eager",
+            "eager GradientTape loop",
+            "tf.data, shuffled",
+            "median of {2} chunks of {1} steps, after {0}".format(*config["eager_steps"]),
+            num_params,
+            lambda: bench_eager(initial, x, y, *config["eager_steps"]),
+        )
+    ]
+    for kind, label in KERAS_INPUTS.items():
+        for name, settings in KERAS_SETTINGS:
+            tag = "default" if not settings else f"spe{settings['steps_per_execution']}"
+            tag += "-jit" if settings.get("jit_compile") else ""
+            rows.append(
+                Row(
+                    f"fit/{kind}/{tag}",
+                    "Keras model.fit",
+                    pipeline if kind == "tfdata" else label,
+                    name,
+                    num_params,
+                    lambda kind=kind, settings=settings: bench_keras_fit(
+                        initial, x, y, kind, settings, epochs, prefetch
+                    ),
+                )
+            )
+    rows.append(
+        Row(
+            "xla-epoch",
+            "hand-written XLA epoch",
+            "resident tensors",
+            "one tf.function(jit_compile=True) per epoch",
+            num_params,
+            lambda: bench_xla_epoch(initial, x, y, epochs),
+        )
+    )
+    if api is None:
+        return rows
+    dataset = make_pipeline(x, y, prefetch)
+    rows += [
+        Row(
+            "trainer/numpy",
+            "tfcraft Trainer.fit",
+            "NumPy arrays",
+            "defaults",
+            num_params,
+            lambda: bench_trainer_long(api, initial, (x, y), num_rows, epochs),
+        ),
+        Row(
+            "trainer/tfdata/long",
+            "tfcraft Trainer.fit",
+            pipeline,
+            f"(i) one fit(ds, epochs={1 + epochs}), per epoch",
+            num_params,
+            lambda: bench_trainer_long(api, initial, dataset, num_rows, epochs),
+        ),
+        Row(
+            "trainer/tfdata/per-call",
+            "tfcraft Trainer.fit",
+            pipeline,
+            "(ii) repeated fit(ds, epochs=1), whole call",
+            num_params,
+            lambda: bench_trainer_calls(api, initial, dataset, num_rows, epochs, notes),
+        ),
+        Row(
+            "trainer/generator",
+            "tfcraft Trainer.fit",
+            "Python generator",
+            "a callable returning a fresh generator",
+            num_params,
+            lambda: bench_trainer_long(api, initial, lambda: batches(x, y), num_rows, epochs),
+        ),
+    ]
+    train, validation = config["small"]
+    small_params = make_mlp(train[0].shape[1]).count_params()
+    small_epochs = config["small_epochs"]
+    small_input = f"diabetes, {len(train[0])} training rows x {train[0].shape[1]}"
+    for key, settings, hold, patience, restore in (
+        (
+            "small/val-es",
+            f"validation_data ({len(validation[0])} rows) + EarlyStopping(patience=10**6)",
+            validation,
+            10**6,
+            False,
+        ),
+        (
+            "small/val-es-restore",
+            "validation_data + EarlyStopping(patience=10**6, restore_best_weights=True)",
+            validation,
+            10**6,
+            True,
+        ),
+        ("small/no-val", "no validation, no callbacks", None, 0, False),
+    ):
+        rows.append(
+            Row(
+                key,
+                "tfcraft Trainer.fit",
+                small_input,
+                f"{settings}; one fit of {small_epochs} epochs",
+                small_params,
+                lambda hold=hold, patience=patience, restore=restore, key=key: bench_small(
+                    api, train, hold, small_epochs, patience, restore, notes, key
+                ),
+            )
+        )
+    return rows
+
+
+def select_rows(rows: list[Row], patterns: str | None) -> list[Row]:
+    if not patterns:
+        return rows
+    wanted = [p.strip() for p in patterns.split(",") if p.strip()]
+    chosen = [r for r in rows if any(fnmatch.fnmatchcase(r.key, p) for p in wanted)]
+    if not chosen:
+        raise SystemExit(f"--rows matched no row. Received: --rows={patterns!r}")
+    return chosen
+
+
+def run_rounds(rows: list[Row], rounds: int) -> None:
+    """Each row `rounds` times, order reversed every other round; rates kept per row.
+
+    Rows run one after another, so load that comes and goes would favour whichever
+    ran in a quiet moment; alternating the order and keeping each row's best
+    round evens that out.
+    """
+    for round_index in range(rounds):
+        order = rows if round_index % 2 == 0 else rows[::-1]
+        for row in order:
+            if row.error is not None:
+                continue  # failed before: do not spend the time again
+            try:
+                row.rates.append(row.measure())
+            except Exception as error:  # one broken row must not lose the others
+                row.error = f"{type(error).__name__}: {str(error).strip().splitlines()[-1]}"
+                traceback.print_exc()
+                print(f"round {round_index + 1}: {row.key}: FAILED ({row.error})", flush=True)
+                continue
+            print(f"round {round_index + 1}: {row.key}: {row.rates[-1]:,.0f} samples/s", flush=True)
+
+
+# ---------------------------------------------------------------------- report
+def best_of(rows: list[Row], prefix: str) -> Row | None:
+    candidates = [r for r in rows if r.key.startswith(prefix) and r.rates]
+    return max(candidates, key=lambda r: r.rate) if candidates else None
+
+
+def ratio_check(name: str, row: Row | None, anchor: Row | None, factor: float) -> str:
+    for side in (row, anchor):
+        if side is not None and side.error is not None:
+            return pass_fail(name, False, f"{side.key} failed: {side.error}")
+    if row is None or anchor is None or not row.rates or not anchor.rates:
+        return f"SKIP  {name} (row not run)"
+    ratio = row.rate / anchor.rate
+    detail = f"{ratio:.2f}x: {row.rate:,.0f} vs {anchor.rate:,.0f} samples/s, {anchor.key}"
+    return pass_fail(name, ratio >= factor, detail)
+
+
+def target_checks(rows: list[Row], peak: float) -> list[str]:
+    """PASS/FAIL lines for the targets of issue #9, section 1."""
+    by_key = {r.key: r for r in rows}
+    arrays = by_key.get("trainer/numpy")
+    best_fit = best_of(rows, "fit/")
+    best_tfdata = best_of(rows, "fit/tfdata/")
+    best_generator = max(
+        [r for r in (best_of(rows, "fit/generator/"), best_of(rows, "fit/pydataset/")) if r],
+        key=lambda r: r.rate,
+        default=None,
     )
     lines = [
-        header,
-        "",
-        f"float32 matmul peak: {peak:.1f} GFLOP/s; "
-        f"MLP parameters: {num_params:,}; GFLOP/s = 6 x parameters x samples/s.",
-        "",
-        table,
-        "",
-        *checks,
+        ratio_check(
+            "Trainer on tf.data (i) one long fit >= 1.2x best fit on the same pipeline",
+            by_key.get("trainer/tfdata/long"),
+            best_tfdata,
+            1.2,
+        ),
+        ratio_check(
+            "Trainer on tf.data (ii) one-epoch fit calls >= 1.2x best fit on the same pipeline",
+            by_key.get("trainer/tfdata/per-call"),
+            best_tfdata,
+            1.2,
+        ),
+        ratio_check(
+            "Trainer on a generator >= best fit on the same batches (generator or PyDataset)",
+            by_key.get("trainer/generator"),
+            best_generator,
+            1.0,
+        ),
+        ratio_check("Trainer on arrays >= 1.5x best fit overall", arrays, best_fit, 1.5),
+        ratio_check(
+            "Trainer on arrays >= 0.95x the hand-written XLA epoch",
+            arrays,
+            by_key.get("xla-epoch"),
+            0.95,
+        ),
+        ratio_check(
+            "small data with validation + EarlyStopping >= 0.8x the large-data Trainer rate",
+            by_key.get("small/val-es"),
+            arrays,
+            0.8,
+        ),
     ]
-    return "\n".join(lines) + "\n"
+    for key in ("trainer/numpy", "xla-epoch", "trainer/tfdata/long", "trainer/tfdata/per-call"):
+        if key in by_key and by_key[key].rates:
+            share = training_gflops(by_key[key].num_params, by_key[key].rate) / peak
+            lines.append(f"INFO  {key}: {100 * share:.1f}% of the float32 matmul peak")
+    return lines
+
+
+def table_row(row: Row, best_fit: Row | None, xla: Row | None, peak: float, mark="") -> list:
+    rate = row.rate
+    if row.error is not None:
+        return [row.method, row.input, row.settings + mark, f"failed: {row.error}", "", "", ""]
+    return [
+        row.method,
+        row.input,
+        row.settings + mark,
+        rate,
+        f"{rate / best_fit.rate:.2f}x" if best_fit else "n/a",
+        f"{rate / xla.rate:.2f}x" if xla else "n/a",
+        f"{100 * training_gflops(row.num_params, rate) / peak:.1f}%",
+    ]
+
+
+HEADERS = (
+    "method",
+    "input",
+    "settings",
+    "samples/s",
+    "vs best fit",
+    "vs hand-written XLA epoch",
+    "% of matmul peak",
+)
+
+
+def full_table(rows: list[Row], peak: float) -> str:
+    """Every row, with each round's samples/s."""
+    best_fit, xla = best_of(rows, "fit/"), best_of(rows, "xla-epoch")
+    body = [
+        [r.key, *table_row(r, best_fit, xla, peak), " / ".join(f"{v:,.0f}" for v in r.rates)]
+        for r in rows
+        if r.rates or r.error
+    ]
+    return markdown_table(["key", *HEADERS, "each round"], body)
+
+
+def readme_table(rows: list[Row], peak: float) -> str:
+    """Short table for the README: per input form, Keras's default and best, then the rest."""
+    best_fit, xla = best_of(rows, "fit/"), best_of(rows, "xla-epoch")
+    body = []
+    for kind in KERAS_INPUTS:
+        default = next((r for r in rows if r.key == f"fit/{kind}/default" and r.rates), None)
+        best = best_of(rows, f"fit/{kind}/")
+        if default is not None:
+            body.append(table_row(default, best_fit, xla, peak))
+        if best is not None and best is not default:
+            body.append(table_row(best, best_fit, xla, peak, " (best)"))
+    for row in rows:
+        if (row.rates or row.error) and not row.key.startswith("fit/"):
+            body.append(table_row(row, best_fit, xla, peak))
+    return markdown_table(HEADERS, body)
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fast smoke run (one round)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: small sizes, prints only")
+    parser.add_argument("--rows", default=None, help="comma-separated glob patterns on row keys")
+    parser.add_argument("--list-rows", action="store_true", help="print the row keys and exit")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of the full run")
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs (or calls) per row")
+    parser.add_argument(
+        "--prefetch", default="2", help="prefetch of the tf.data pipeline: an int or 'autotune'"
+    )
     parser.add_argument("--out", default=None, help="Markdown output (full run default: results)")
     return parser.parse_args(argv)
-
-
-def target_checks(rates: dict, peak: float, num_params: int) -> list[str]:
-    """PASS/FAIL lines for the targets of issue #3."""
-    trainer, small = rates["trainer"], rates["small"]
-    trainer_gflops = training_gflops(num_params, trainer)
-    return [
-        pass_fail(
-            "Trainer >= 1.2x best model.fit",
-            trainer >= 1.2 * rates["best_fit"],
-            f"{trainer / rates['best_fit']:.2f}x",
-        ),
-        pass_fail(
-            "Trainer >= 10x eager loop",
-            trainer >= 10 * rates["eager"],
-            f"{trainer / rates['eager']:.1f}x",
-        ),
-        pass_fail(
-            "Trainer >= 50% of matmul peak",
-            trainer_gflops >= 0.5 * peak,
-            f"{100 * trainer_gflops / peak:.1f}%",
-        ),
-        pass_fail(
-            "small data (442 rows) within 2x of large-data samples/s",
-            small >= 0.5 * trainer,
-            f"{small / trainer:.2f}x",
-        ),
-    ]
-
-
-def make_measurements(initial, x, y, epochs: int, quick: bool, trainer_api) -> list[tuple]:
-    """`(key, label, num_params, measure)` for each method; `measure()` returns samples/s."""
-    num_params = make_mlp(x.shape[1], initial).count_params()
-    steps = (10, 20, 3) if quick else (20, 100, 3)
-    measurements = [
-        (
-            "eager",
-            "(a) eager GradientTape loop",
-            num_params,
-            lambda: bench_eager(initial, x, y, *steps),
-        ),
-        ("fit", "(b) model.fit default", num_params, lambda: bench_fit(initial, x, y, epochs)),
-    ]
-    for spe in (64,) if quick else (16, 64, 256):
-        measurements.append(
-            (
-                f"fit_jit_{spe}",
-                f"(c) model.fit jit_compile=True, steps_per_execution={spe}",
-                num_params,
-                lambda spe=spe: bench_fit(
-                    initial, x, y, epochs, jit_compile=True, steps_per_execution=spe
-                ),
-            )
-        )
-    if trainer_api is None:
-        return measurements
-    small_x, small_y = load_diabetes_standardized()
-    small_epochs = 20 if quick else 200
-    small_params = make_mlp(small_x.shape[1]).count_params()
-    measurements += [
-        (
-            "trainer",
-            "(d) tfcraft Trainer",
-            num_params,
-            lambda: bench_trainer(initial, x, y, epochs, trainer_api),
-        ),
-        (
-            "small",
-            f"(d) tfcraft Trainer, diabetes 442 rows x 10, {small_epochs} epochs",
-            small_params,
-            lambda: bench_trainer_small(small_x, small_y, small_epochs, trainer_api),
-        ),
-    ]
-    return measurements
-
-
-def run_rounds(measurements: list[tuple], rounds: int) -> dict[str, float]:
-    """Best samples/s of each method over `rounds` rounds, order reversed every other round.
-
-    Methods run one after another, so load from other processes that comes and
-    goes would favour whichever ran in a quiet moment; alternating the order
-    and keeping each method's best round evens that out.
-    """
-    best: dict[str, float] = {}
-    for round_index in range(rounds):
-        order = measurements if round_index % 2 == 0 else measurements[::-1]
-        for key, label, _, measure in order:
-            rate = measure()
-            best[key] = max(rate, best.get(key, 0.0))
-            print(f"round {round_index + 1}: {label}: {rate:,.0f} samples/s", flush=True)
-    return best
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     quick = args.quick
-    out = args.out or (None if quick else str(RESULTS_DIR / "trainer_vs_fit.md"))
-    epochs, rounds = (1, 1) if quick else (3, args.rounds)
-    num_rows = 8192 if quick else 65536
-    peak_trials = 5 if quick else 20
+    full = not quick and args.rows is None
+    out = args.out or (str(RESULTS_DIR / "trainer_vs_fit.md") if full else None)
+    epochs, rounds = (1, 1) if quick else (args.epochs, args.rounds)
+    num_rows = 4096 if quick else 32768
+    prefetch = tf.data.AUTOTUNE if args.prefetch.lower() == "autotune" else int(args.prefetch)
+    peak_sizes, peak_trials = ((2048,), 2) if quick else (SQUARE_PEAK_SIZES, 5)
+
+    x, y = make_regression(num_rows, NUM_FEATURES, seed=0)
+    keras.utils.set_random_seed(0)
+    config = {
+        "x": x,
+        "y": y,
+        "initial": make_mlp(NUM_FEATURES).get_weights(),
+        "epochs": epochs,
+        "prefetch": prefetch,
+        "eager_steps": (5, 10, 2) if quick else (20, 80, 3),
+        "small": load_diabetes_split(seed=0),
+        "small_epochs": 30 if quick else 500,
+    }
+    api, why_not = import_trainer()
+    notes: list[str] = []
+    rows = select_rows(make_rows(config, api, notes), args.rows)
+    if args.list_rows:
+        print("\n".join(f"{r.key}: {r.method}, {r.input}, {r.settings}" for r in rows))
+        return 0
+
+    command = "python benchmarks/trainer_vs_fit.py" + "".join(
+        f" {a}" for a in (argv if argv is not None else sys.argv[1:])
+    )
     header = (
-        f"# Trainer vs model.fit vs eager ({'quick' if quick else 'full'} run)\n\n"
-        f"`python benchmarks/trainer_vs_fit.py{' --quick' if quick else ''}` on "
-        f"{machine_summary()}. {num_rows:,} rows x 64 features, batch {BATCH_SIZE}; "
-        f"per method: warm-up epoch excluded, median of {epochs} timed epoch(s), best of "
-        f"{rounds} round(s) run in alternating order. Peak: float32 matmul, best over "
-        f"(n, chained calls) in {list(PEAK_SHAPES)} of {peak_trials} calls, at start and at end."
+        f"# Trainer vs model.fit on every input ({'quick' if quick else 'full'} run)\n\n"
+        f"`{command}` on {machine_summary()}.\n\n"
+        f"Threads (not set by the script): {thread_summary()}.\n\n"
+        f"{num_rows:,} rows x {NUM_FEATURES} features, batch {BATCH_SIZE}, MLP 64-256-256-1, "
+        f"MSE, Adam(1e-3) with global-norm clipping 1.0, same initial weights for every row. "
+        f"Per row: warm-up epoch (or call) excluded, median of {epochs} timed epoch(s) or "
+        f"call(s), best of {rounds} round(s) run in alternating order. Small data: one fit of "
+        f"{config['small_epochs']} epochs after a warm-up fit. Peak: one float32 n x n matmul "
+        f"per call, n in {list(peak_sizes)}, best of {peak_trials} calls, at start and at end."
     )
     print(header, flush=True)
-    peak = best_matmul_peak_gflops(trials=peak_trials)
-    print(f"matmul peak: {peak:.1f} GFLOP/s", flush=True)
-    x, y = make_regression(num_rows, 64, seed=0)
-    keras.utils.set_random_seed(0)
-    initial = make_mlp(64).get_weights()
-    num_params = make_mlp(64, initial).count_params()
+    peaks = square_matmul_peak_gflops(peak_sizes, peak_trials)
+    print(f"matmul peak at start: {peaks}", flush=True)
+    run_rounds(rows, rounds)
+    end_peaks = square_matmul_peak_gflops(peak_sizes, peak_trials)
+    print(f"matmul peak at end: {end_peaks}", flush=True)
+    peak = max(*peaks.values(), *end_peaks.values())  # a busy machine only lowers the peak
 
-    trainer_api, why_not = import_trainer()
-    measurements = make_measurements(initial, x, y, epochs, quick, trainer_api)
-    rates = run_rounds(measurements, rounds)
-    rates["best_fit"] = max(rate for key, rate in rates.items() if key.startswith("fit"))
-    rows = [(label, rates[key], params) for key, label, params, _ in measurements]
-    # Measured again at the end, keeping the best: a busy machine only lowers the peak.
-    peak = max(peak, best_matmul_peak_gflops(trials=peak_trials))
-    print(f"matmul peak (best of start and end): {peak:.1f} GFLOP/s", flush=True)
-    if trainer_api is None:
-        checks = [f"SKIP  tfcraft Trainer not available yet ({why_not})"]
+    if api is None:
+        checks = [f"SKIP  tfcraft Trainer not available ({why_not})"]
     else:
-        checks = target_checks(rates, peak, num_params)
-    report = build_report(rows, peak, num_params, rates["eager"], rates["best_fit"], checks, header)
+        checks = target_checks(rows, peak)
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    report += f"\nLoad average at the end of the run: {load}.\n"
+    report = "\n".join(
+        [
+            header,
+            "",
+            f"float32 matmul peak: {peak:.1f} GFLOP/s (start {peaks}, end {end_peaks}); "
+            f"GFLOP/s = 6 x parameters x samples/s.",
+            "",
+            "## Targets (issue #9, section 1)",
+            "",
+            *checks,
+            "",
+            "## README table",
+            "",
+            readme_table(rows, peak),
+            "",
+            "## Every row",
+            "",
+            full_table(rows, peak),
+            "",
+            *(f"- {note}" for note in notes),
+            "",
+            f"Load average at the end of the run: {load}.",
+        ]
+    )
     print()
     print(report)
     if out:
-        write_text_atomic(out, report)
+        write_text_atomic(out, report + "\n")
         print(f"wrote {out}")
     return 0
 
