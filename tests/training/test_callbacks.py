@@ -229,7 +229,13 @@ def test_early_stopping_resume_stops_on_the_same_epoch():
     first = EarlyStopping(patience=2)
     run_epochs([first], make_trainer(), logs[:4], steps=1)
     state = json_round_trip(first.state_dict())
-    assert state == {"wait": 1, "best": 0.8, "best_epoch": 2, "stopped_epoch": 0}
+    assert state == {
+        "wait": 1,
+        "best": 0.8,
+        "best_epoch": 2,
+        "stopped_epoch": 0,
+        "best_weights_kept": False,
+    }
     second, trainer = EarlyStopping(patience=2), make_trainer()
     second.load_state_dict(state)
     run_epochs([second], trainer, logs[4:], steps=1, first_epoch=4)
@@ -266,12 +272,17 @@ def test_early_stopping_missing_monitor_warns_like_keras():
         ({"mode": "maximize"}, ValueError, r"\['auto', 'min', 'max'\]. Received: mode='maximize'"),
         ({"min_delta": -0.1}, ValueError, r"Received: min_delta=-0.1"),
         ({"start_from_epoch": -2}, ValueError, r"Received: start_from_epoch=-2"),
-        ({"monitor": "val_widgets"}, ValueError, r"Received: monitor='val_widgets', mode='auto'"),
     ],
 )
 def test_early_stopping_bad_args(kwargs, error, match):
     with pytest.raises(error, match=match):
         EarlyStopping(**kwargs)
+
+
+def test_early_stopping_unknown_direction_is_an_error_once_metrics_are_known():
+    stopper = EarlyStopping(monitor="val_widgets")
+    with pytest.raises(ValueError, match=r"Received: monitor='val_widgets', mode='auto'"):
+        stopper.set_trainer(make_trainer())
 
 
 # ---------------------------------------------------------------- NanGuard
@@ -522,13 +533,7 @@ def test_callback_list_state_survives_json(tmp_path):
     ]
     callback_list = run_epochs(callbacks, make_trainer(), EPOCH_LOGS[:2])
     state = json_round_trip(callback_list.state_dict())
-    assert set(state) == {
-        "0:History",
-        "1:EarlyStopping",
-        "2:NanGuard",
-        "3:CSVLogger",
-        "4:JSONLLogger",
-    }
+    assert set(state) == {"History", "EarlyStopping", "NanGuard", "CSVLogger", "JSONLLogger"}
     fresh = CallbackList(
         [
             History(),

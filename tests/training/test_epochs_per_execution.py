@@ -68,11 +68,62 @@ def test_auto_runs_epochs_together_only_when_every_callback_allows_it():
         assert len(set(recorder.sums)) == distinct
 
 
-def test_validation_data_keeps_epochs_apart_under_auto():
+def test_array_validation_runs_in_the_graph_with_the_same_logs():
+    """Validation on arrays joins the chunk: each epoch's val logs equal a one-epoch-per-call run."""
+    histories = []
+    for epochs_per_execution in ("auto", 1):
+        trainer = Trainer(
+            _model(), "sgd", loss="mse", seed=0, epochs_per_execution=epochs_per_execution
+        )
+        histories.append(
+            trainer.fit(
+                _data(), epochs=5, batch_size=8, verbose=0, validation_data=_data(8, seed=1)
+            )
+        )
+    chunked, single = histories
+    assert len(chunked.history["val_loss"]) == 5
+    assert len(set(chunked.history["val_loss"])) == 5
+    for key, values in single.history.items():
+        np.testing.assert_allclose(chunked.history[key], values, rtol=1e-6, err_msg=key)
+
+
+def test_dataset_validation_keeps_epochs_apart_under_auto():
+    import tensorflow as tf
+
     recorder = WeightSums(epoch_sync=False)
     trainer = Trainer(_model(), "sgd", loss="mse", seed=0, callbacks=[recorder])
-    trainer.fit(_data(), epochs=3, batch_size=8, verbose=0, validation_data=_data(8, seed=1))
+    validation = tf.data.Dataset.from_tensor_slices(_data(8, seed=1)).batch(4)
+    trainer.fit(_data(), epochs=3, batch_size=8, verbose=0, validation_data=validation)
     assert len(set(recorder.sums)) == 3
+
+
+@pytest.mark.parametrize("restore", [False, True])
+def test_early_stopping_in_the_graph_stops_on_the_same_epoch(restore):
+    results = []
+    for epochs_per_execution in ("auto", 1):
+        stopper = EarlyStopping("val_loss", patience=2, restore_best_weights=restore)
+        trainer = Trainer(
+            _model(),
+            keras.optimizers.SGD(0.3),
+            loss="mse",
+            seed=0,
+            callbacks=[stopper],
+            epochs_per_execution=epochs_per_execution,
+        )
+        # Noisy validation targets, so val_loss turns up before the 60 epochs end.
+        x_val, y_val = _data(8, seed=1)
+        y_val = y_val + np.random.default_rng(2).normal(size=y_val.shape).astype("float32")
+        history = trainer.fit(
+            _data(), epochs=60, batch_size=8, verbose=0, validation_data=(x_val, y_val)
+        )
+        results.append((stopper, history, trainer))
+    (chunked, chunked_history, a), (single, single_history, b) = results
+    assert chunked.stopped_epoch == single.stopped_epoch > 0
+    assert (chunked.best_epoch, chunked.wait) == (single.best_epoch, single.wait)
+    assert chunked_history.epoch == single_history.epoch
+    assert a.step == b.step
+    for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_allclose(wa, wb, rtol=1e-5, atol=1e-6)
 
 
 def test_nan_guard_skip_allows_chunking_and_raise_does_not():
@@ -95,8 +146,9 @@ def test_resume_from_a_chunk_checkpoint_matches_an_uninterrupted_run(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "fit_kwargs", "message"),
     [
-        ({"callbacks": [EarlyStopping("loss")]}, {}, r"EarlyStopping"),
-        ({}, {"validation_data": _data(8)}, r"validation_data"),
+        ({"callbacks": [EarlyStopping("val_loss")]}, {}, r"EarlyStopping"),
+        ({"callbacks": [WeightSums(epoch_sync=True)]}, {}, r"WeightSums"),
+        ({}, {"validation_data": lambda: iter([_data(8)])}, r"validation_data"),
         ({"checkpoint_every": 2}, {}, r"checkpoint_every"),
         ({}, {"data": lambda: iter([_data(8)])}, r"non-array data"),
     ],

@@ -23,15 +23,15 @@ import math
 import numbers
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any, TextIO
 
 import keras
 
-from tfcraft._validation import check_choice, check_positive_float
+from tfcraft._validation import check_choice
 from tfcraft.training.callbacks_base import Callback, CallbackList
-from tfcraft.training.loggers import CSVLogger, JSONLLogger, TensorBoard, _check_update_freq
+from tfcraft.training.early_stopping import EarlyStopping
+from tfcraft.training.loggers import CSVLogger, JSONLLogger, TensorBoard, check_update_freq
 
 __all__ = [
     "CSVLogger",
@@ -153,7 +153,7 @@ class ProgressBar(Callback):
         super().__init__()
         self.verbose = check_choice("verbose", verbose, (0, 1, 2))
         self.stream = sys.stdout if stream is None else stream
-        self.update_freq = _check_update_freq(update_freq)
+        self.update_freq = check_update_freq(update_freq)
         self._epochs = self._steps = None
         self._epoch = 0
         self._done = 0
@@ -235,191 +235,6 @@ class ProgressBar(Callback):
     def _write(self, text: str) -> None:
         self.stream.write(text)
         self.stream.flush()
-
-
-_MAXIMIZED_WORDS = ("acc", "auc", "precision", "recall", "f1", "fbeta", "coverage", "r2")
-_MAXIMIZED_WORDS += ("iou", "reward", "return", "score")
-_MINIMIZED_WORDS = ("loss", "error", "nll", "kl", "mse", "mae", "mape", "rmse", "ece", "entropy")
-
-
-def _infer_mode(monitor: str) -> str | None:
-    """Direction of a metric from its name, like Keras' `mode="auto"`; None if unknown."""
-    name = monitor.removeprefix("val_").lower()
-    if any(word in name for word in _MINIMIZED_WORDS):
-        return "min"
-    if any(word in name for word in _MAXIMIZED_WORDS):
-        return "max"
-    return None
-
-
-class EarlyStopping(Callback):
-    """Stop training when a monitored quantity has stopped improving.
-
-    Same rule as `keras.callbacks.EarlyStopping`: after each epoch from
-    `start_from_epoch` on, a value better than the best by more than `min_delta`
-    resets the wait; otherwise, once `patience` epochs passed without
-    improvement, `trainer.stop_training` is set. A missing `monitor` key warns
-    and skips the epoch, as in Keras.
-
-    State (`wait`, `best`, `best_epoch`, `stopped_epoch`) is saved with each
-    checkpoint. The best weights themselves are not: they can be as large as the
-    model. After a resume, `restore_best_weights=True` restores them only if the
-    best epoch came after the resume; otherwise it keeps the last weights and
-    warns, and the best ones are in the checkpoint of epoch `best_epoch` if your
-    `CheckpointManager` kept it.
-
-    Example:
-
-    >>> import types
-    >>> trainer = types.SimpleNamespace(stop_training=False)
-    >>> stopper = EarlyStopping(monitor="loss", patience=1)
-    >>> stopper.set_trainer(trainer)
-    >>> stopper.on_train_begin()
-    >>> for epoch, loss in enumerate([1.0, 0.5, 0.6, 0.7]):
-    ...     stopper.on_epoch_end(epoch, {"loss": loss})
-    >>> trainer.stop_training, stopper.stopped_epoch, stopper.best
-    (True, 3, 0.5)
-
-    Args:
-        monitor: Log key to watch. Defaults to `"val_loss"`.
-        patience: Non-negative int; epochs without improvement before stopping.
-            Defaults to `0`.
-        mode: `"min"`, `"max"` or `"auto"` (inferred from the name: losses and
-            errors go down, accuracy/AUC/recall-like metrics go up). Defaults
-            to `"auto"`.
-        min_delta: Non-negative float; smaller changes do not count as an
-            improvement. Defaults to `0.0`.
-        restore_best_weights: Whether to load the best epoch's weights (through
-            `trainer.get_weights()`/`set_weights()`) when training ends.
-            Defaults to `False`.
-        start_from_epoch: Non-negative int; epochs of warm-up that are not
-            monitored. Defaults to `0`.
-        baseline: Optional value the monitored quantity must beat to reset the
-            wait, as in Keras. Defaults to `None`.
-
-    Attributes:
-        best: Best monitored value so far (`None` before the first).
-        best_epoch: Epoch of `best`.
-        wait: Epochs since the last improvement.
-        stopped_epoch: Epoch at which training was stopped, `0` if it was not.
-    """
-
-    def __init__(
-        self,
-        monitor: str = "val_loss",
-        patience: int = 0,
-        mode: str = "auto",
-        min_delta: float = 0.0,
-        restore_best_weights: bool = False,
-        start_from_epoch: int = 0,
-        baseline: float | None = None,
-    ) -> None:
-        super().__init__()
-        if not isinstance(monitor, str):
-            raise TypeError(f"Argument `monitor` must be a string. Received: monitor={monitor!r}")
-        self.monitor = monitor
-        self.patience = _check_non_negative_int("patience", patience)
-        self.mode = check_choice("mode", mode, ("auto", "min", "max"))
-        self.min_delta = check_positive_float("min_delta", min_delta, allow_zero=True)
-        self.restore_best_weights = bool(restore_best_weights)
-        self.start_from_epoch = _check_non_negative_int("start_from_epoch", start_from_epoch)
-        self.baseline = baseline
-        self._direction = mode if mode != "auto" else _infer_mode(monitor)
-        if self._direction is None:
-            raise ValueError(
-                f"EarlyStopping cannot tell whether `monitor` should go down or up. Pass "
-                f"mode='min' or mode='max'. Received: monitor={monitor!r}, mode='auto'"
-            )
-        self._reset()
-
-    def _reset(self) -> None:
-        self.wait = 0
-        self.stopped_epoch = 0
-        self.best: float | None = None
-        self.best_epoch = 0
-        self.best_weights: list | None = None
-        self._resumed = False
-
-    def _is_improvement(self, value: float, reference: float | None) -> bool:
-        if reference is None:
-            return True
-        if self._direction == "min":
-            return value + self.min_delta < reference
-        return value - self.min_delta > reference
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        """Reset the state, unless it was just restored from a checkpoint."""
-        if not self._resumed:
-            self._reset()
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        """Compare the monitored value to the best and stop when patience runs out."""
-        current = (logs or {}).get(self.monitor)
-        if current is None:
-            warnings.warn(
-                f"Early stopping conditioned on metric `{self.monitor}` which is not "
-                f"available. Available metrics are: {','.join(logs or {})}",
-                stacklevel=2,
-            )
-            return
-        if epoch < self.start_from_epoch:
-            return
-        if self.restore_best_weights and self.best_weights is None and not self._resumed:
-            self.best_weights, self.best_epoch = self.trainer.get_weights(), epoch
-        self.wait += 1
-        if self._is_improvement(current, self.best):
-            self.best, self.best_epoch = float(current), epoch
-            if self.restore_best_weights:
-                self.best_weights = self.trainer.get_weights()
-            if self.baseline is None or self._is_improvement(current, self.baseline):
-                self.wait = 0
-            return
-        if self.wait >= self.patience and epoch > 0:
-            self.stopped_epoch = epoch
-            self.trainer.stop_training = True
-
-    def on_train_end(self, logs: dict | None = None) -> None:
-        """Restore the best weights if asked and they were kept."""
-        if self.restore_best_weights and self.best_weights is not None:
-            self.trainer.set_weights(self.best_weights)
-        elif self.restore_best_weights and self.best is not None:
-            warnings.warn(
-                f"EarlyStopping cannot restore the best weights (epoch {self.best_epoch}): "
-                "they were not kept across the resume. Keeping the last weights; load the "
-                f"checkpoint of epoch {self.best_epoch} if it was kept.",
-                stacklevel=2,
-            )
-        self._resumed = False
-
-    def state_dict(self) -> dict[str, Any]:
-        """`wait`, `best`, `best_epoch` and `stopped_epoch` (not the best weights)."""
-        return {
-            "wait": self.wait,
-            "best": self.best,
-            "best_epoch": self.best_epoch,
-            "stopped_epoch": self.stopped_epoch,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue counting from a checkpoint; the next `on_train_begin` keeps it."""
-        self.wait = int(state.get("wait", 0))
-        self.best = state.get("best")
-        self.best_epoch = int(state.get("best_epoch", 0))
-        self.stopped_epoch = int(state.get("stopped_epoch", 0))
-        self.best_weights = None
-        self._resumed = True
-
-
-def _check_non_negative_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(
-            f"Argument `{name}` must be a non-negative integer. Received: {name}={value!r}"
-        )
-    if value < 0:
-        raise ValueError(
-            f"Argument `{name}` must be a non-negative integer. Received: {name}={value!r}"
-        )
-    return int(value)
 
 
 class NanGuard(Callback):

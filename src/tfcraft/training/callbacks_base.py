@@ -14,7 +14,13 @@ A callback that only records logs (history, progress, files) sets
 `epoch_sync = False`; then, for tiny in-memory data, the Trainer may run
 several epochs in one graph call and replay their hooks afterwards. The default
 `True` keeps the Keras contract: the hooks run between epochs, on the model as
-it is at that point.
+it is at that point. A callback whose epoch-end rule can run inside the graph
+(`EarlyStopping`) keeps `epoch_sync = True` and also implements
+`graph_epoch_end(epoch, logs) -> stop` on tensors, naming the logs it reads in
+`graph_logs_needed`; the Trainer then runs that rule in the graph and does not
+call its `on_epoch_end` again when it replays those epochs. Variables a
+callback keeps (e.g. best weights) are saved with each checkpoint when
+`checkpoint_variables()` returns them.
 
 Example:
 
@@ -63,6 +69,7 @@ class Callback:
     """
 
     epoch_sync = True
+    graph_logs_needed: tuple[str, ...] | None = None  # set with `graph_epoch_end`
 
     def __init__(self) -> None:
         self.trainer = None
@@ -105,6 +112,10 @@ class Callback:
         """JSON-serialisable state saved with each checkpoint; stateless by default."""
         return {}
 
+    def checkpoint_variables(self) -> dict:
+        """`tf.Variable`s (nested in dicts/lists) saved with each checkpoint; none by default."""
+        return {}
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what `state_dict` returned."""
 
@@ -128,17 +139,32 @@ class CallbackList(Callback):
         for callback in self.callbacks:
             callback.set_trainer(trainer)
 
+    def keys(self) -> list[str]:
+        """A stable key per callback: its class name, `#k` for the k-th repeat of a class.
+
+        Keys do not depend on positions, so a resumed run may add or drop other
+        callbacks (a progress bar, a stop-after-N test callback) and still find each
+        callback's saved state.
+        """
+        seen: dict[str, int] = {}
+        keys = []
+        for callback in self.callbacks:
+            name = type(callback).__name__
+            count = seen.get(name, 0)
+            seen[name] = count + 1
+            keys.append(name if count == 0 else f"{name}#{count}")
+        return keys
+
     def state_dict(self) -> dict[str, Any]:
-        """State of every stateful callback, keyed by position and class name."""
+        """State of every callback, keyed as in `keys()`."""
         return {
-            f"{index}:{type(callback).__name__}": callback.state_dict()
-            for index, callback in enumerate(self.callbacks)
+            key: callback.state_dict()
+            for key, callback in zip(self.keys(), self.callbacks, strict=True)
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore each callback's state; keys must match the same callbacks."""
-        for index, callback in enumerate(self.callbacks):
-            key = f"{index}:{type(callback).__name__}"
+        """Restore each callback's state from the entry with its key, if any."""
+        for key, callback in zip(self.keys(), self.callbacks, strict=True):
             if key in state:
                 callback.load_state_dict(state[key])
 

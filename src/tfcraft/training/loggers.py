@@ -30,12 +30,13 @@ from tfcraft._io import write_text_atomic
 from tfcraft._validation import check_positive_int
 from tfcraft.training.callbacks_base import Callback
 
-__all__ = ["CSVLogger", "JSONLLogger", "TensorBoard"]
+__all__ = ["CSVLogger", "JSONLLogger", "TensorBoard", "check_update_freq"]
 
 
 # Also used by `callbacks.ProgressBar`; it lives here so neither module imports the other
 # in a cycle (`callbacks` re-exports this module's loggers).
-def _check_update_freq(update_freq: object) -> str | int:
+def check_update_freq(update_freq: object) -> str | int:
+    """`"epoch"` or a positive int: how often a logger or progress bar writes batch lines."""
     if update_freq == "epoch":
         return "epoch"
     if isinstance(update_freq, numbers.Integral) and not isinstance(update_freq, bool):
@@ -84,7 +85,7 @@ class TensorBoard(Callback):
     def __init__(self, log_dir: str | os.PathLike, update_freq: str | int = "epoch") -> None:
         super().__init__()
         self.log_dir = Path(log_dir)
-        self.update_freq = _check_update_freq(update_freq)
+        self.update_freq = check_update_freq(update_freq)
         self._writers: dict[str, Any] = {}
         self._last_batch_step = 0
 

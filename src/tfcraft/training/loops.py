@@ -27,47 +27,22 @@ Example:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 
 import tensorflow as tf
 
 from tfcraft.training.data import epoch_permutation
+from tfcraft.training.iterator_loop import IteratorLoop
+from tfcraft.training.loop_parts import (
+    logs_spec,
+    loop_step,
+    specs_of,
+    to_python_logs,
+    zeros_like_spec,
+)
 
 __all__ = ["MAX_EPOCHS_PER_CALL", "ArrayLoop", "IteratorLoop", "to_python_logs"]
 
 MAX_EPOCHS_PER_CALL = 64  # size of the per-epoch log buffers of `ArrayLoop.run_epochs`
-
-
-def to_python_logs(logs: dict) -> dict[str, float]:
-    """Tensors to Python floats (ints stay ints), as callbacks receive them."""
-    out = {}
-    for name, value in logs.items():
-        value = value.numpy() if hasattr(value, "numpy") else value
-        out[name] = int(value) if name == "nonfinite_steps" else float(value)
-    return out
-
-
-def _logs_spec(step: Callable, batch_spec) -> dict:
-    """Structure of the step's logs, found by tracing it once in a throwaway graph."""
-    graph = tf.function(lambda batch: step(batch)).get_concrete_function(batch_spec)
-    return {
-        name: tf.TensorSpec(tensor.shape, tensor.dtype)
-        for name, tensor in graph.structured_outputs.items()
-    }
-
-
-def _zeros(spec: dict, leading: tuple = ()) -> dict:
-    return {name: tf.zeros((*leading, *s.shape), s.dtype) for name, s in spec.items()}
-
-
-def _specs_of(tensors: dict) -> dict:
-    return {name: tf.TensorSpec(t.shape, t.dtype) for name, t in tensors.items()}
-
-
-def _loop_step(step: Callable, batch, count, logs: dict):
-    new = dict(step(batch))
-    count += tf.cast(new.pop("nonfinite", 0), tf.int32)
-    return count, {name: tf.cast(new[name], logs[name].dtype) for name in logs}
 
 
 class ArrayLoop:
@@ -111,7 +86,7 @@ class ArrayLoop:
         batch_spec = tf.nest.map_structure(
             lambda t: tf.TensorSpec((self.batch_size, *t.shape[1:]), t.dtype), tensors
         )
-        self._spec = {k: v for k, v in _logs_spec(step, batch_spec).items() if k != "nonfinite"}
+        self._spec = {k: v for k, v in logs_spec(step, batch_spec).items() if k != "nonfinite"}
         self.build(jit_compile)
 
     def build(self, jit_compile: bool) -> None:
@@ -134,16 +109,7 @@ class ArrayLoop:
             jit_compile=jit_compile,
         )
         self._concrete = None
-        self._epochs_call = tf.function(
-            functools.partial(ArrayLoop._run_epochs, self),
-            input_signature=[
-                tf.TensorSpec((), tf.int64),
-                tf.TensorSpec((), tf.int64),
-                tf.TensorSpec((), tf.int32),
-            ],
-            jit_compile=jit_compile,
-        )
-        self._epochs_concrete = None
+        self._epochs_concrete: dict = {}  # per (evaluator, stoppers), see `run_epochs`
 
     def matches(self, tensors: tuple, batch_size: int, shuffle: bool, drop_remainder: bool) -> bool:
         """Whether this loop can run on `tensors` with these settings after `set_data`."""
@@ -190,27 +156,53 @@ class ArrayLoop:
         return {
             **self._spec,
             "nonfinite_steps": tf.TensorSpec((), tf.int32),
-            **_specs_of(results),
+            **specs_of(results),
         }
 
-    def _run_epochs(self, first_epoch, seed, num_epochs):
-        """Whole epochs from `first_epoch`; buffer row `j` holds epoch `first_epoch + j`."""
+    def _run_epochs(self, first_epoch, seed, num_epochs, evaluator, stoppers):
+        """Whole epochs from `first_epoch`; buffer row `j` holds epoch `first_epoch + j`.
 
-        def body(j, buffers):
+        After each epoch the `evaluator` (if any) adds `val_` logs and each
+        stopper's `graph_epoch_end(epoch, logs)` may end the loop.
+        """
+
+        def body(j, stop, buffers):
             self.step.reset_metrics()  # ordered before the steps by automatic control deps
             epoch = first_epoch + tf.cast(j, tf.int64)
             logs = self._chunk(self._order(epoch, seed), 0, self.num_full, tf.constant(True))
+            if evaluator is not None:
+                val_logs = evaluator.evaluate_in_graph()
+                logs = {**logs, **{f"val_{k}": v for k, v in val_logs.items()}}
+            for stopper in stoppers:
+                stop = tf.logical_or(stop, stopper.graph_epoch_end(epoch, logs))
             row = tf.reshape(j, (1, 1))
-            return j + 1, {
-                name: tf.tensor_scatter_nd_update(
-                    buffer, row, tf.cast(logs[name], buffer.dtype)[tf.newaxis]
-                )
-                for name, buffer in buffers.items()
-            }
+            return (
+                j + 1,
+                stop,
+                {
+                    name: tf.tensor_scatter_nd_update(
+                        buffer, row, tf.cast(logs[name], buffer.dtype)[tf.newaxis]
+                    )
+                    for name, buffer in buffers.items()
+                },
+            )
 
-        buffers = _zeros(self._epoch_logs_spec(), (MAX_EPOCHS_PER_CALL,))
-        _, buffers = tf.while_loop(lambda j, _: j < num_epochs, body, (tf.constant(0), buffers))
-        return buffers
+        spec = self.epoch_logs_spec(evaluator)
+        buffers = zeros_like_spec(spec, (MAX_EPOCHS_PER_CALL,))
+        epochs_run, stop, buffers = tf.while_loop(
+            lambda j, stop, _: tf.logical_and(j < num_epochs, tf.logical_not(stop)),
+            body,
+            (tf.constant(0), tf.constant(False), buffers),
+        )
+        return epochs_run, stop, buffers
+
+    def epoch_logs_spec(self, evaluator=None) -> dict:
+        """Names and specs of one epoch's logs, with the evaluator's `val_` ones."""
+        spec = self._epoch_logs_spec()
+        if evaluator is not None:
+            results = tf.function(evaluator.step.results).get_concrete_function()
+            spec.update({f"val_{k}": v for k, v in specs_of(results.structured_outputs).items()})
+        return spec
 
     def _gather(self, order, start, size: int):
         # A gather, not tf.slice: XLA would treat a slice's `begin` as a compile-time
@@ -223,7 +215,7 @@ class ArrayLoop:
 
         def body(i, count, logs):
             start = (first_batch + i) * self.batch_size
-            count, logs = _loop_step(
+            count, logs = loop_step(
                 self.step, self._gather(order, start, self.batch_size), count, logs
             )
             return i + 1, count, logs
@@ -231,13 +223,13 @@ class ArrayLoop:
         _, count, logs = tf.while_loop(
             lambda i, *_: i < num_full,
             body,
-            (tf.constant(0), tf.constant(0), _zeros(self._spec)),
+            (tf.constant(0), tf.constant(0), zeros_like_spec(self._spec)),
         )
         if self.remainder:
             last = self._gather(order, self.num_full * self.batch_size, self.remainder)
             count, logs = tf.cond(
                 with_last,
-                lambda: _loop_step(self.step, last, count, logs),
+                lambda: loop_step(self.step, last, count, logs),
                 lambda: (count, logs),
             )
         return {**logs, "nonfinite_steps": count, **self.step.results()}
@@ -266,62 +258,43 @@ class ArrayLoop:
         )
         return logs, num_full + int(with_last)
 
-    def run_epochs(self, first_epoch: int, num_epochs: int) -> list[dict[str, float]]:
-        """Run `num_epochs` whole epochs from `first_epoch` in one graph call.
+    def run_epochs(
+        self, first_epoch: int, num_epochs: int, evaluator=None, stoppers: tuple = ()
+    ) -> tuple[list[dict[str, float]], bool]:
+        """Run up to `num_epochs` whole epochs from `first_epoch` in one graph call.
 
         Each epoch starts with reset trackers and uses its own permutation, so
         the result equals `num_epochs` calls of `run(0, steps_per_epoch, reset=True)`.
+        An `ArrayEvaluator` adds each epoch's validation logs; a stopper (a
+        callback with `graph_epoch_end`) may end the call after any epoch.
 
-        Returns one dict of Python logs per epoch, as `run` gives at an epoch's end.
+        Returns one dict of Python logs per epoch run, and whether a stopper stopped.
         """
         if not 1 <= num_epochs <= MAX_EPOCHS_PER_CALL:
             raise ValueError(
                 f"`num_epochs` must be in [1, {MAX_EPOCHS_PER_CALL}]. Received: {num_epochs}"
             )
-        if self._epochs_concrete is None:
-            self._epochs_concrete = self._epochs_call.get_concrete_function()
-        buffers = self._epochs_concrete(
+        key = (id(evaluator), tuple(id(s) for s in stoppers))
+        concrete = self._epochs_concrete.get(key)
+        if concrete is None:
+            call = tf.function(
+                functools.partial(
+                    ArrayLoop._run_epochs, self, evaluator=evaluator, stoppers=tuple(stoppers)
+                ),
+                input_signature=[
+                    tf.TensorSpec((), tf.int64),
+                    tf.TensorSpec((), tf.int64),
+                    tf.TensorSpec((), tf.int32),
+                ],
+                jit_compile=self.jit_compile,
+            )
+            concrete = self._epochs_concrete[key] = call.get_concrete_function()
+        epochs_run, stop, buffers = concrete(
             tf.constant(first_epoch, tf.int64),
             tf.constant(self.seed, tf.int64),
             tf.constant(num_epochs, tf.int32),
         )
-        columns = {name: buffer.numpy()[:num_epochs] for name, buffer in buffers.items()}
-        return [to_python_logs({n: c[j] for n, c in columns.items()}) for j in range(num_epochs)]
-
-
-class IteratorLoop:
-    """Runs up to `num_steps` steps per call, pulling batches from a `tf.data` iterator.
-
-    The iterator is consumed inside the graph; a call stops early when the
-    iterator is exhausted and reports how many steps it ran.
-    """
-
-    def __init__(self, step, element_spec, jit_compile: bool = False) -> None:
-        self.step = step
-        self.jit_compile = jit_compile
-        inner = tf.function(step, jit_compile=True) if jit_compile else step
-        self._inner = inner
-        self._spec = {k: v for k, v in _logs_spec(step, element_spec).items() if k != "nonfinite"}
-        self._run = tf.function(self._steps)
-
-    def _steps(self, iterator, num_steps):
-        def body(i, done, count, logs):
-            optional = iterator.get_next_as_optional()
-
-            def run():
-                new_count, new_logs = _loop_step(self._inner, optional.get_value(), count, logs)
-                return i + 1, tf.constant(False), new_count, new_logs
-
-            return tf.cond(optional.has_value(), run, lambda: (i, tf.constant(True), count, logs))
-
-        steps, _, count, logs = tf.while_loop(
-            lambda i, done, *_: tf.logical_and(i < num_steps, tf.logical_not(done)),
-            body,
-            (tf.constant(0), tf.constant(False), tf.constant(0), _zeros(self._spec)),
-        )
-        return {**logs, "nonfinite_steps": count, **self.step.results()}, steps
-
-    def run(self, iterator, num_steps: int) -> tuple[dict, int]:
-        """Run up to `num_steps` steps; returns logs and the number of steps run."""
-        logs, steps = self._run(iterator, tf.constant(num_steps))
-        return logs, int(steps)
+        epochs_run = int(epochs_run)
+        columns = {name: buffer.numpy()[:epochs_run] for name, buffer in buffers.items()}
+        logs = [to_python_logs({n: c[j] for n, c in columns.items()}) for j in range(epochs_run)]
+        return logs, bool(stop)

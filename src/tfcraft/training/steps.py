@@ -51,6 +51,7 @@ __all__ = [
     "get_metrics",
     "get_optimizer",
     "make_default_loss_fn",
+    "make_eval_step",
     "make_test_step",
     "make_train_step",
     "unpack_batch",
@@ -220,6 +221,12 @@ def make_default_loss_fn(loss: keras.losses.Loss, model) -> LossFn:
 
     def loss_fn(model, batch, training):
         x, y, sample_weight = unpack_batch(batch)
+        if y is None:
+            raise ValueError(
+                "`loss` compares predictions with targets, but the data has no targets "
+                "(only `x`). Pass `(x, y)`, or train on unlabelled data with "
+                "`loss_fn(model, batch, training) -> (loss, logs)`, e.g. `-log p(x)`."
+            )
         y_pred = call_model(model, x, training)
         data_loss = _check_scalar(loss(y, y_pred, sample_weight=sample_weight), "loss")
         total = tf.cast(data_loss, tf.float32) + _sum_or_zero(getattr(model, "losses", []))
@@ -461,7 +468,7 @@ def make_train_step(
 
 
 class TestStep:
-    """Loss and metrics on a batch without updates; built by `make_test_step`."""
+    """Loss and metrics on a batch without updates; built by `make_test_step`/`make_eval_step`."""
 
     def __init__(self, model, loss_fn, trackers: _Trackers) -> None:
         self.model = model
@@ -472,6 +479,14 @@ class TestStep:
         """Update the running loss and metrics with one batch."""
         loss, logs = self.loss_fn(self.model, batch, False)
         self.trackers.update(_check_scalar(loss, "loss"), logs, batch)
+
+    def reset_metrics(self) -> None:
+        """Reset the running loss and metrics."""
+        self.trackers.reset()
+
+    def results(self) -> dict[str, tf.Tensor]:
+        """Running loss and metric values since the last reset."""
+        return self.trackers.results()
 
 
 def make_test_step(train_step: TrainStep) -> TestStep:
@@ -489,3 +504,31 @@ def make_test_step(train_step: TrainStep) -> TestStep:
     ['loss']
     """
     return TestStep(train_step.model, train_step.loss_fn, train_step.trackers)
+
+
+def make_eval_step(
+    model,
+    loss: object = None,
+    *,
+    loss_fn: LossFn | None = None,
+    metrics: Sequence[object] | None = None,
+) -> TestStep:
+    """An evaluation step with trackers of its own (e.g. beside a custom `train_step`).
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> step = make_eval_step(model, loss="mse", metrics=["mae"])
+    >>> step((tf.ones((2, 2)), tf.zeros((2, 1))))
+    >>> sorted(step.results())
+    ['loss', 'mean_absolute_error']
+    """
+    if loss_fn is None:
+        loss = get_loss(loss)
+        if loss is None:
+            raise ValueError("Give `loss` or `loss_fn`. Received: loss=None, loss_fn=None")
+        loss_fn = make_default_loss_fn(loss, model)
+        extra = ("nll", "kl") if variational_layers(model) else ()
+    else:
+        extra = tuple(getattr(loss_fn, "mean_logs", ()))
+    return TestStep(model, loss_fn, _Trackers(get_metrics(metrics), extra))

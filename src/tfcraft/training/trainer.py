@@ -23,22 +23,25 @@ import tensorflow as tf
 
 from tfcraft._validation import check_positive_int
 from tfcraft.layers.variational import set_num_train_examples, variational_layers
-from tfcraft.training import checkpoint as checkpoint_lib
 from tfcraft.training import clipping as clipping_lib
 from tfcraft.training import data as data_lib
 from tfcraft.training.callbacks_base import Callback, CallbackList
-from tfcraft.training.loops import (
-    MAX_EPOCHS_PER_CALL,
-    ArrayLoop,
-    IteratorLoop,
-    to_python_logs,
-)
+from tfcraft.training.evaluation import ArrayEvaluator, Predictor
+from tfcraft.training.loop_parts import XLA_ERRORS, to_python_logs
+from tfcraft.training.loops import MAX_EPOCHS_PER_CALL, ArrayLoop
 from tfcraft.training.parts import CustomStep, default_callbacks
+from tfcraft.training.planning import (
+    LoopCache,
+    plan_epochs_per_call,
+    steps_this_call,
+)
+from tfcraft.training.resume import ResumePoint, TrainingCheckpoints
 from tfcraft.training.steps import (
     call_model,
     get_loss,
     get_metrics,
     get_optimizer,
+    make_eval_step,
     make_test_step,
     make_train_step,
 )
@@ -61,17 +64,6 @@ def draws_random_numbers(model) -> bool:
         getattr(layer, "seed_generator", None) is not None or getattr(layer, "stochastic", False)
         for layer in layers
     )
-
-
-_XLA_ERRORS = (
-    tf.errors.InvalidArgumentError,
-    tf.errors.UnimplementedError,
-    tf.errors.InternalError,
-    tf.errors.NotFoundError,
-)
-_DEFAULT_ITERATOR_STEPS = 64  # steps per call when a dataset's length is unknown
-# "auto" epochs_per_execution: enough tiny epochs per call to reach this many steps.
-_TARGET_STEPS_PER_CALL = 64
 
 
 class Trainer:
@@ -216,10 +208,16 @@ class Trainer:
         self.stop_training = False
         self.history = None
         self._step = None
-        self._loop = None
         self._skip = False
-        self._eval_function = None
-        self._store = None
+        self._test_step = None
+        self._loops = LoopCache()
+        self._loop = None  # the training loop of the last `fit`
+        self._predictor = None
+        self._checkpoints = (
+            None
+            if checkpoint_dir is None
+            else TrainingCheckpoints(checkpoint_dir, max_to_keep=self.max_to_keep)
+        )
 
     # ----------------------------------------------------------------- weights
     def get_weights(self) -> list[np.ndarray]:
@@ -235,6 +233,25 @@ class Trainer:
             return
         for variable, value in zip(self.model.trainable_variables, weights, strict=True):
             variable.assign(value)
+
+    def weight_variables(self) -> list[tf.Variable]:
+        """The variables `get_weights` reads (`model.weights`, or a module's trainable ones)."""
+        if hasattr(self.model, "get_weights"):
+            return list(self.model.weights)
+        return list(self.model.trainable_variables)
+
+    def step_state(self) -> dict:
+        """Variables the training step owns (accumulators, trackers), for checkpoints."""
+        return self._step.variables if self._step is not None else {}
+
+    def restore_latest(self) -> dict[str, Any]:
+        """Load the latest checkpoint of the current `fit` into model, optimizer and step.
+
+        Returns its metadata. Raises `ValueError` if there is none (or no `checkpoint_dir`).
+        """
+        if self._checkpoints is None:
+            raise ValueError("`restore_latest` needs `checkpoint_dir`. Received: None")
+        return self._checkpoints.restore_latest(self)
 
     # ------------------------------------------------------------------- setup
     def _ensure_built(self, data) -> None:
@@ -293,49 +310,29 @@ class Trainer:
                 skip_nonfinite=skip_nonfinite,
             )
         self._skip = skip_nonfinite
-        self._eval_function = None
+        self._test_step = None
         return self._step
 
-    def _make_loop(self, data, batch_size, shuffle, drop_remainder):
-        step = self._step
-        cached = self._loop
-        if isinstance(data, data_lib.ArrayData):
-            if (
-                isinstance(cached, ArrayLoop)
-                and cached.step is step
-                and cached.matches(data.tensors, batch_size, shuffle, drop_remainder)
-            ):
-                cached.set_data(data.tensors)  # no retracing across `fit` calls
-                return cached
-            self._loop = ArrayLoop(
-                step,
-                data.tensors,
-                batch_size,
-                self.seed,
-                shuffle=shuffle,
-                drop_remainder=drop_remainder,
-                jit_compile=self.jit_compile is True
-                or (self.jit_compile == "auto" and not draws_random_numbers(self.model)),
-            )
-            return self._loop
-        return IteratorLoop(step, data.dataset.element_spec, jit_compile=self.jit_compile is True)
+    def _get_test_step(self):
+        """The evaluation step: shares the metrics of the default step, else has its own."""
+        if self._test_step is None:
+            if self._step is not None and not isinstance(self._step, CustomStep):
+                self._test_step = make_test_step(self._step)
+            elif self.loss is None and self.loss_fn is None:
+                raise ValueError(
+                    "`evaluate` and `validation_data` need `loss` or `loss_fn`; this Trainer "
+                    "has `train_step` only. Received: loss=None, loss_fn=None"
+                )
+            else:
+                self._test_step = make_eval_step(
+                    self.model, self.loss, loss_fn=self.loss_fn, metrics=self.metrics
+                )
+        return self._test_step
 
-    def _trackables(self) -> dict:
-        trackables = {"model": self.model, "step_state": self._step.variables}
-        if not isinstance(self.model, tf.Module) or hasattr(self.model, "get_weights"):
-            # A Keras 3 model does not list its variables as checkpoint children (only the
-            # optimizer's trainable ones get saved), so save all of them, in order: this
-            # covers non-trainable state such as BatchNorm statistics and the dropout
-            # SeedGenerator states.
-            trackables["model_variables"] = list(self.model.variables)
-        if self.optimizer is not None:
-            trackables["optimizer"] = self.optimizer
-        if isinstance(self.train_step, tf.Module):
-            trackables["train_step"] = self.train_step
-        return trackables
-
-    def _signature(self) -> list:
-        return checkpoint_lib.variable_signature(self.model.variables)
+    def _use_xla(self) -> bool:
+        if self.jit_compile == "auto":
+            return not draws_random_numbers(self.model)
+        return self.jit_compile
 
     # --------------------------------------------------------------------- fit
     def fit(
@@ -354,8 +351,9 @@ class Trainer:
         """Train for `epochs` epochs and return the `History` callback.
 
         Args:
-            data: `(x, y[, sample_weight])` arrays, a `tf.data.Dataset`, a
-                generator or a callable returning an iterator of batches.
+            data: `(x, y[, sample_weight])` arrays, unlabelled `x` (with a
+                `loss_fn`), a `tf.data.Dataset`, a generator or a callable
+                returning an iterator of batches.
             epochs: Total number of epochs (also when resuming).
             batch_size: Batch size for array data. Defaults to `32`.
             validation_data: Evaluated at the end of every epoch (`val_` logs).
@@ -378,114 +376,140 @@ class Trainer:
         if resume and self.checkpoint_dir is None:
             raise ValueError("`resume=True` needs `checkpoint_dir`. Received: checkpoint_dir=None")
         train = data_lib.adapt(data, "data")
-        validation = None
-        if validation_data is not None:  # built once per fit, not per epoch
-            validation = self._evaluation_dataset(
-                data_lib.adapt(validation_data, "validation_data"), batch_size
-            )
         self._ensure_built(train)
         self._set_num_train_examples(train)
-
-        history, extra = default_callbacks(verbose)
-        callbacks = CallbackList([history, *self.callbacks, *extra])
+        history, callbacks = self._fit_callbacks(verbose)
         skip = any(getattr(c, "skips_nonfinite_updates", False) for c in callbacks.callbacks)
-        self._get_step(skip)
-        loop = self._make_loop(train, batch_size, shuffle, drop_remainder)
-        start_epoch, position, state = self._open_checkpoints(resume)
+        step = self._get_step(skip)
+        loop = self._loops.training_loop(
+            step, train, batch_size, shuffle, drop_remainder, self.seed, self._use_xla()
+        )
+        self._loop = loop
+        evaluator, validation = self._validation(validation_data, batch_size)
+        start = self._open_checkpoints(callbacks, resume)
         if isinstance(loop, ArrayLoop):
             loop.seed = self.seed  # the checkpoint's seed, so epochs shuffle as before
+        steps = getattr(loop, "steps_per_epoch", None) or steps_per_epoch or train.cardinality
         self.stop_training = False
         self.history = history
-        steps = getattr(loop, "steps_per_epoch", None) or steps_per_epoch or train.cardinality
         self.params = {"epochs": epochs, "steps": steps, "verbose": verbose}
-        callbacks.set_trainer(self)
         callbacks.on_train_begin()
-        if state is not None:
+        if start.callback_state is not None:
             # After on_train_begin, which may reset a callback (as Keras' do).
-            callbacks.load_state_dict(state["callbacks"])
-        epoch_nonfinite = state["epoch_nonfinite"] if state and position else 0
-        epochs_per_call = self._epochs_per_call(loop, validation, callbacks)
-        epoch = start_epoch
-        while epoch < epochs:
-            if epochs_per_call > 1 and position == 0:
-                num_epochs = min(epochs_per_call, epochs - epoch)
-                epoch = self._fit_epochs(loop, epoch, num_epochs, callbacks)
-                if self.stop_training:
-                    break
+            callbacks.load_state_dict(start.callback_state)
+        plan = plan_epochs_per_call(
+            self.epochs_per_execution,
+            loop,
+            evaluator,
+            callbacks,
+            checkpoint_every=self.checkpoint_every,
+            steps_per_execution=self.steps_per_execution,
+        )
+        epoch, position, epoch_nonfinite = start.epoch, start.position, start.epoch_nonfinite
+        while epoch < epochs and not self.stop_training:
+            if plan.epochs_per_call > 1 and position == 0:
+                num_epochs = min(plan.epochs_per_call, epochs - epoch)
+                epoch = self._fit_epochs(loop, epoch, num_epochs, evaluator, plan, callbacks)
                 continue
             self.epoch = epoch
             if position == 0:
-                if not isinstance(loop, ArrayLoop):  # an ArrayLoop resets inside its graph
-                    self._step.reset_metrics()
                 epoch_nonfinite = 0
-            callbacks.on_epoch_begin(epoch)
-            logs, position, epoch_nonfinite, ran_out = self._run_epoch(
-                loop, train, steps, epoch, position, epoch_nonfinite, callbacks
+            epoch, position, epoch_nonfinite = self._fit_epoch(
+                loop,
+                train,
+                steps,
+                (epoch, position, epoch_nonfinite),
+                evaluator,
+                validation,
+                callbacks,
             )
-            if ran_out and logs is None:
-                warnings.warn(
-                    "The training data ran out of batches; stopping. Pass a callable that "
-                    "returns a fresh iterator, or a tf.data.Dataset, to train several epochs.",
-                    stacklevel=2,
-                )
-                break
-            completed = ran_out or (steps is not None and position >= steps)
-            epoch_logs = {**(logs or {}), "nonfinite_steps": epoch_nonfinite}
-            if validation is not None:
-                val_logs = self._evaluate(validation, callbacks)
-                epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
-            if completed:
-                callbacks.on_epoch_end(epoch, epoch_logs)
-                position = 0
-                self._save(epoch + 1, 0, 0, callbacks)
-            else:
-                # Stopped mid-epoch: save the callbacks' mid-epoch state first, so a
-                # resume finishes this epoch without a duplicate History entry.
-                self._save(epoch, position, epoch_nonfinite, callbacks)
-                callbacks.on_epoch_end(epoch, epoch_logs)
-            if self.stop_training:
-                break
-            epoch += 1
         callbacks.on_train_end()
         return history
 
-    def _epochs_per_call(self, loop, validation, callbacks: CallbackList) -> int:
-        """Whole epochs per graph call: 1 unless the data is in memory and nothing needs a pause."""
-        blockers = [type(c).__name__ for c in callbacks.callbacks if c.epoch_sync]
-        if validation is not None:
-            blockers.append("validation_data")
-        if self.checkpoint_every:
-            blockers.append("checkpoint_every")
-        if self.steps_per_execution != "auto":
-            blockers.append("steps_per_execution")
-        if not isinstance(loop, ArrayLoop):
-            blockers.append("non-array data")
-        if self.epochs_per_execution == "auto":
-            if blockers:
-                return 1
-            return min(MAX_EPOCHS_PER_CALL, -(-_TARGET_STEPS_PER_CALL // loop.steps_per_epoch))
-        if self.epochs_per_execution > 1 and blockers:
-            raise ValueError(
-                f"`epochs_per_execution={self.epochs_per_execution}` runs several epochs "
-                "without pausing between them, which these need: "
-                f"{', '.join(blockers)}. Use epochs_per_execution='auto' or 1, or set "
-                "`epoch_sync = False` on callbacks that only record logs."
-            )
-        return self.epochs_per_execution
+    def _fit_callbacks(self, verbose: int) -> tuple[Callback, CallbackList]:
+        # History and the progress bar last, as in Keras: they see the logs that
+        # other callbacks add at epoch end (a KL weight, say).
+        history, extra = default_callbacks(verbose)
+        callbacks = CallbackList([*self.callbacks, *extra, history])
+        callbacks.set_trainer(self)
+        return history, callbacks
 
-    def _fit_epochs(self, loop: ArrayLoop, first_epoch: int, num_epochs: int, callbacks) -> int:
+    def _validation(self, validation_data, batch_size: int):
+        """`(evaluator, dataset)` for the validation data; built once per fit."""
+        if validation_data is None:
+            return None, None
+        data = data_lib.adapt(validation_data, "validation_data")
+        evaluator = self._loops.evaluator(self._get_test_step(), data, batch_size, self._use_xla())
+        return evaluator, (None if isinstance(data, data_lib.ArrayData) else data.dataset)
+
+    def _open_checkpoints(self, callbacks: CallbackList, resume: bool) -> ResumePoint:
+        if self._checkpoints is None:
+            return ResumePoint()
+        start = self._checkpoints.open(self, callbacks, resume)
+        if start.seed is not None:
+            self.step, self.seed = start.step, start.seed
+        return start
+
+    def _save(self, epoch: int, position: int, epoch_nonfinite: int, callbacks) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.save(self, epoch, position, epoch_nonfinite, callbacks)
+
+    def _fit_epoch(self, loop, train, steps, where, evaluator, validation, callbacks):
+        """One epoch (or its rest, after a resume or stop); returns the next `where`."""
+        epoch, position, epoch_nonfinite = where
+        if position == 0 and not isinstance(loop, ArrayLoop):
+            self._step.reset_metrics()  # an ArrayLoop resets inside its graph
+        callbacks.on_epoch_begin(epoch)
+        logs, position, epoch_nonfinite, ran_out = self._run_epoch(
+            loop, train, steps, epoch, position, epoch_nonfinite, callbacks
+        )
+        if ran_out and logs is None:
+            warnings.warn(
+                "The training data ran out of batches; stopping. Pass a callable that "
+                "returns a fresh iterator, or a tf.data.Dataset, to train several epochs.",
+                stacklevel=3,
+            )
+            self.stop_training = True
+            return epoch, position, epoch_nonfinite
+        completed = ran_out or (steps is not None and position >= steps)
+        epoch_logs = {**(logs or {}), "nonfinite_steps": epoch_nonfinite}
+        if evaluator is not None:
+            val_logs = self._evaluate(evaluator, validation, callbacks)
+            epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
+        if completed:
+            callbacks.on_epoch_end(epoch, epoch_logs)
+            self._save(epoch + 1, 0, 0, callbacks)
+            return epoch + 1, 0, 0
+        # Stopped mid-epoch: save the callbacks' mid-epoch state first, so a
+        # resume finishes this epoch without a duplicate History entry.
+        self._save(epoch, position, epoch_nonfinite, callbacks)
+        callbacks.on_epoch_end(epoch, epoch_logs)
+        return epoch + 1, 0, 0
+
+    def _fit_epochs(self, loop: ArrayLoop, first_epoch, num_epochs, evaluator, plan, callbacks):
         """Run whole epochs in one graph call, then replay each one's logs to the callbacks."""
-        all_logs = self._with_xla_fallback(loop, lambda: loop.run_epochs(first_epoch, num_epochs))
+        all_logs, stopped = self._with_xla_fallback(
+            loop, lambda: loop.run_epochs(first_epoch, num_epochs, evaluator, plan.stoppers)
+        )
         steps = loop.steps_per_epoch
+        in_graph = [c for c in callbacks.callbacks if c in plan.stoppers]
+        replayed = CallbackList([c for c in callbacks.callbacks if c not in in_graph])
         for offset, logs in enumerate(all_logs):
             self.epoch = first_epoch + offset
-            callbacks.on_epoch_begin(self.epoch)
-            callbacks.on_train_batch_begin(0)
+            replayed.on_epoch_begin(self.epoch)
+            replayed.on_train_batch_begin(0)
             self.step += steps
-            callbacks.on_train_batch_end(steps - 1, logs)
-            callbacks.on_epoch_end(self.epoch, dict(logs))
-        self._save(first_epoch + num_epochs, 0, 0, callbacks)
-        return first_epoch + num_epochs
+            train_logs = {k: v for k, v in logs.items() if not k.startswith("val_")}
+            replayed.on_train_batch_end(steps - 1, train_logs)
+            if evaluator is not None:
+                replayed.on_test_begin()
+                replayed.on_test_end({k[4:]: v for k, v in logs.items() if k.startswith("val_")})
+            replayed.on_epoch_end(self.epoch, dict(logs))
+        if stopped:
+            self.stop_training = True
+        done = first_epoch + len(all_logs)
+        self._save(done, 0, 0, callbacks)
+        return done
 
     def _run_epoch(self, loop, train, steps, epoch, position, epoch_nonfinite, callbacks):
         if isinstance(loop, ArrayLoop):
@@ -497,10 +521,14 @@ class Trainer:
         logs = None
         ran_out = False
         while steps is None or position < steps:
-            num = self._steps_this_call(position, steps)
+            num = steps_this_call(
+                self.steps_per_execution, position, steps, self.checkpoint_every, self.step
+            )
             callbacks.on_train_batch_begin(position)
             if iterator is None:
-                raw, done = self._run_array(loop, position, num, reset=position == 0)
+                raw, done = self._with_xla_fallback(
+                    loop, lambda n=num, p=position: loop.run(p, n, p == 0)
+                )
             else:
                 raw, done = loop.run(iterator, num)
             if done == 0:
@@ -521,27 +549,13 @@ class Trainer:
                 break
         return logs, position, epoch_nonfinite, ran_out
 
-    def _steps_this_call(self, position: int, steps: int | None) -> int:
-        if self.steps_per_execution == "auto":
-            num = steps if steps is not None else _DEFAULT_ITERATOR_STEPS
-        else:
-            num = self.steps_per_execution
-        if steps is not None:
-            num = min(num, steps - position)
-        if self.checkpoint_every:
-            num = min(num, self.checkpoint_every - self.step % self.checkpoint_every)
-        return max(num, 1)
-
-    def _run_array(self, loop: ArrayLoop, position: int, num: int, reset: bool):
-        return self._with_xla_fallback(loop, lambda: loop.run(position, num, reset))
-
     def _with_xla_fallback(self, loop: ArrayLoop, run: Callable):
         """`run()`, retried without XLA if `jit_compile="auto"` chose XLA and it failed."""
         if self.jit_compile != "auto" or not loop.jit_compile:
             return run()
         try:
             return run()
-        except _XLA_ERRORS as error:
+        except XLA_ERRORS as error:
             warnings.warn(
                 f"XLA compilation failed, continuing without jit_compile "
                 f"({type(error).__name__}: {str(error)[:200]}).",
@@ -550,86 +564,11 @@ class Trainer:
             loop.build(jit_compile=False)
             return run()
 
-    # ------------------------------------------------------------- checkpoints
-    def _open_checkpoints(self, resume: bool):
-        """Create the store and restore from it; returns `(epoch, position, metadata)`."""
-        self._store = None
-        if self.checkpoint_dir is None:
-            return 0, 0, None
-        store = checkpoint_lib.CheckpointStore(
-            self.checkpoint_dir, self._trackables(), max_to_keep=self.max_to_keep
-        )
-        latest = store.latest()
-        if not resume:
-            if latest is not None:
-                warnings.warn(
-                    f"`checkpoint_dir` {self.checkpoint_dir} already holds checkpoints; new "
-                    "ones will be added next to them. Pass `resume=True` to continue instead.",
-                    stacklevel=3,
-                )
-            self._store = store
-            return 0, 0, None
-        if latest is None:
-            if store.checkpoints():
-                raise ValueError(
-                    f"No checkpoint in {self.checkpoint_dir} has its metadata file "
-                    f"(ckpt-N.json); they cannot be trusted. Listed: {store.checkpoints()}"
-                )
-            warnings.warn(
-                f"`resume=True` but {self.checkpoint_dir} has no checkpoint; starting fresh.",
-                stacklevel=3,
-            )
-            self._store = store
-            return 0, 0, None
-        metadata = store.restore(latest, self._signature())
-        self.step = int(metadata["step"])
-        self.seed = int(metadata["seed"])
-        self._store = store
-        return int(metadata["epoch"]), int(metadata["position"]), metadata
-
-    def _save(self, epoch: int, position: int, epoch_nonfinite: int, callbacks) -> None:
-        if self._store is None:
-            return
-        from tfcraft import __version__
-
-        self._store.save(
-            self.step,
-            {
-                "format": 1,
-                "tfcraft_version": __version__,
-                "step": self.step,
-                "epoch": epoch,
-                "position": position,
-                "epoch_nonfinite": epoch_nonfinite,
-                "seed": self.seed,
-                "callbacks": callbacks.state_dict(),
-                "model_signature": self._signature(),
-            },
-        )
-
     # ---------------------------------------------------------- eval / predict
-    def _evaluation_dataset(self, data, batch_size: int) -> tf.data.Dataset:
-        if isinstance(data, data_lib.ArrayData):
-            return tf.data.Dataset.from_tensor_slices(data.tensors).batch(batch_size)
-        return data.dataset
-
-    def _evaluate(self, dataset: tf.data.Dataset, callbacks) -> dict[str, float]:
-        if self.train_step is not None and self.loss_fn is None and self.loss is None:
-            raise ValueError(
-                "`evaluate` needs `loss` or `loss_fn`; this Trainer has `train_step` only."
-            )
-        if self._eval_function is None:
-            test_step = make_test_step(self._step)
-
-            def run(dataset):
-                for batch in dataset:
-                    test_step(batch)
-                return test_step.trackers.results()
-
-            self._eval_function = tf.function(run)
+    def _evaluate(self, evaluator, dataset, callbacks) -> dict[str, float]:
         callbacks.on_test_begin()
-        self._step.reset_metrics()
-        logs = to_python_logs(self._eval_function(dataset))
+        array = isinstance(evaluator, ArrayEvaluator)
+        logs = evaluator.run() if array else evaluator.run(dataset)
         callbacks.on_test_end(logs)
         return logs
 
@@ -647,14 +586,18 @@ class Trainer:
         batch_size = check_positive_int("batch_size", batch_size)
         data = data_lib.adapt(data, "data")
         self._ensure_built(data)
-        if self._step is None or isinstance(self._step, CustomStep):
+        if self._step is None:
             self._get_step(self._skip)
+        evaluator = self._loops.evaluator(self._get_test_step(), data, batch_size, self._use_xla())
         callbacks = CallbackList(self.callbacks)
         callbacks.set_trainer(self)
-        return self._evaluate(self._evaluation_dataset(data, batch_size), callbacks)
+        dataset = None if isinstance(data, data_lib.ArrayData) else data.dataset
+        return self._evaluate(evaluator, dataset, callbacks)
 
     def predict(self, x: object, *, batch_size: int = 32) -> np.ndarray:
         """Model outputs on `x` (arrays, a dataset or a generator), as NumPy.
+
+        The compiled function is cached: calling `predict` in a loop does not retrace.
 
         Example:
 
@@ -668,18 +611,11 @@ class Trainer:
             x = x[0]
         data = data_lib.adapt(x, "x")
         self._ensure_built(data)
-        if isinstance(data, data_lib.ArrayData):
-            dataset = tf.data.Dataset.from_tensor_slices(data.tensors[0]).batch(batch_size)
-        else:
-            dataset = data.dataset.map(data_lib.features_only)
-        function = tf.function(
-            lambda inputs: call_model(self.model, inputs, training=False), reduce_retracing=True
-        )
+        if self._predictor is None:
+            self._predictor = Predictor(self.model)
         callbacks = CallbackList(self.callbacks)
         callbacks.set_trainer(self)
         callbacks.on_predict_begin()
-        outputs = [function(batch) for batch in dataset]
+        outputs = self._predictor.run(data, batch_size)
         callbacks.on_predict_end()
-        return tf.nest.map_structure(
-            lambda *parts: np.concatenate([np.asarray(p) for p in parts]), *outputs
-        )
+        return outputs
