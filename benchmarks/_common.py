@@ -8,11 +8,14 @@ Running this file on its own prints the machine's float32 matmul peak.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import os
 import platform
 import statistics
 import time
+import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -143,6 +146,77 @@ def thread_summary() -> str:
         f"{tf.config.threading.get_intra_op_parallelism_threads()}, inter-op "
         f"{tf.config.threading.get_inter_op_parallelism_threads()} (0 = one per core); {env}"
     )
+
+
+@dataclass
+class Row:
+    """One measured row of a benchmark: labels, `measure() -> samples/s`, and its results.
+
+    `rates` holds one samples/s per round (the row's figure is the best);
+    `error` the first failure, after which the row is not run again.
+    """
+
+    key: str
+    method: str
+    input: str
+    settings: str
+    num_params: int
+    measure: Callable[[], float]
+    rates: list[float] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def rate(self) -> float:
+        """Best samples/s over the rounds (NaN before the first)."""
+        return max(self.rates) if self.rates else float("nan")
+
+
+def select_rows(rows: list[Row], patterns: str | None) -> list[Row]:
+    """The rows whose key matches one of the comma-separated glob `patterns` (all if None)."""
+    if not patterns:
+        return rows
+    wanted = [p.strip() for p in patterns.split(",") if p.strip()]
+    chosen = [r for r in rows if any(fnmatch.fnmatchcase(r.key, p) for p in wanted)]
+    if not chosen:
+        raise SystemExit(f"--rows matched no row. Received: --rows={patterns!r}")
+    return chosen
+
+
+def run_rounds(rows: list[Row], rounds: int) -> None:
+    """Each row `rounds` times, order reversed every other round; rates kept per row.
+
+    Rows run one after another, so load that comes and goes would favour whichever
+    ran in a quiet moment; alternating the order and keeping each row's best
+    round evens that out.
+    """
+    for round_index in range(rounds):
+        order = rows if round_index % 2 == 0 else rows[::-1]
+        for row in order:
+            if row.error is not None:
+                continue  # failed before: do not spend the time again
+            try:
+                row.rates.append(row.measure())
+            except Exception as error:  # one broken row must not lose the others
+                last_line = (str(error).strip().splitlines() or [""])[-1]
+                row.error = f"{type(error).__name__}: {last_line}"
+                traceback.print_exc()
+                print(f"round {round_index + 1}: {row.key}: FAILED ({row.error})", flush=True)
+                continue
+            print(f"round {round_index + 1}: {row.key}: {row.rates[-1]:,.0f} samples/s", flush=True)
+
+
+def best_of(rows: list[Row], prefix: str) -> Row | None:
+    """The fastest measured row whose key starts with `prefix`, or None."""
+    candidates = [r for r in rows if r.key.startswith(prefix) and r.rates]
+    return max(candidates, key=lambda r: r.rate) if candidates else None
+
+
+def timed_median(seconds: list[float], warmup: int = 1) -> float:
+    """Median of `seconds` after dropping the first `warmup` (compiling) entries."""
+    timed = seconds[warmup:]
+    if not timed:
+        raise RuntimeError(f"No timed epochs. Received: seconds={seconds}")
+    return statistics.median(timed)
 
 
 if __name__ == "__main__":

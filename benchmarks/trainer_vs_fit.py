@@ -39,14 +39,10 @@ patterns on the row keys, `--list-rows` shows them).
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import os
 import statistics
 import sys
 import time
-import traceback
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -56,11 +52,16 @@ import tensorflow as tf
 from _common import (
     RESULTS_DIR,
     SQUARE_PEAK_SIZES,
+    Row,
+    best_of,
     machine_summary,
     markdown_table,
     pass_fail,
+    run_rounds,
+    select_rows,
     square_matmul_peak_gflops,
     thread_summary,
+    timed_median,
     training_gflops,
     write_text_atomic,
 )
@@ -175,13 +176,6 @@ def make_mlp(num_inputs: int, weights=None) -> keras.Model:
 def make_adam(clipped: bool = True) -> keras.optimizers.Optimizer:
     clipnorm = CLIPNORM if clipped else None
     return keras.optimizers.Adam(learning_rate=LEARNING_RATE, global_clipnorm=clipnorm)
-
-
-def timed_median(seconds: list[float], warmup: int = 1) -> float:
-    timed = seconds[warmup:]
-    if not timed:
-        raise RuntimeError(f"No timed epochs. Received: seconds={seconds}")
-    return statistics.median(timed)
 
 
 class KerasEpochTimer(keras.callbacks.Callback):
@@ -366,22 +360,6 @@ def bench_small(api, train, validation, epochs, patience, restore, notes, key) -
 
 
 # ------------------------------------------------------------------------ rows
-@dataclass
-class Row:
-    key: str
-    method: str
-    input: str
-    settings: str
-    num_params: int
-    measure: Callable[[], float]
-    rates: list[float] = field(default_factory=list)
-    error: str | None = None
-
-    @property
-    def rate(self) -> float:
-        return max(self.rates) if self.rates else float("nan")
-
-
 def make_rows(config, api, notes) -> list[Row]:
     """Every row of the benchmark, in running order."""
     x, y, initial, epochs, prefetch = (
@@ -503,44 +481,7 @@ def make_rows(config, api, notes) -> list[Row]:
     return rows
 
 
-def select_rows(rows: list[Row], patterns: str | None) -> list[Row]:
-    if not patterns:
-        return rows
-    wanted = [p.strip() for p in patterns.split(",") if p.strip()]
-    chosen = [r for r in rows if any(fnmatch.fnmatchcase(r.key, p) for p in wanted)]
-    if not chosen:
-        raise SystemExit(f"--rows matched no row. Received: --rows={patterns!r}")
-    return chosen
-
-
-def run_rounds(rows: list[Row], rounds: int) -> None:
-    """Each row `rounds` times, order reversed every other round; rates kept per row.
-
-    Rows run one after another, so load that comes and goes would favour whichever
-    ran in a quiet moment; alternating the order and keeping each row's best
-    round evens that out.
-    """
-    for round_index in range(rounds):
-        order = rows if round_index % 2 == 0 else rows[::-1]
-        for row in order:
-            if row.error is not None:
-                continue  # failed before: do not spend the time again
-            try:
-                row.rates.append(row.measure())
-            except Exception as error:  # one broken row must not lose the others
-                row.error = f"{type(error).__name__}: {str(error).strip().splitlines()[-1]}"
-                traceback.print_exc()
-                print(f"round {round_index + 1}: {row.key}: FAILED ({row.error})", flush=True)
-                continue
-            print(f"round {round_index + 1}: {row.key}: {row.rates[-1]:,.0f} samples/s", flush=True)
-
-
 # ---------------------------------------------------------------------- report
-def best_of(rows: list[Row], prefix: str) -> Row | None:
-    candidates = [r for r in rows if r.key.startswith(prefix) and r.rates]
-    return max(candidates, key=lambda r: r.rate) if candidates else None
-
-
 def ratio_check(name: str, row: Row | None, anchor: Row | None, factor: float) -> str:
     for side in (row, anchor):
         if side is not None and side.error is not None:
