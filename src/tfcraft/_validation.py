@@ -21,6 +21,7 @@ __all__ = [
     "check_positive_int",
     "check_probability",
     "check_same_shape",
+    "check_seed",
 ]
 
 
@@ -41,6 +42,25 @@ def check_positive_int(name: str, value: object) -> int:
         raise ValueError(
             f"Argument `{name}` must be a positive integer. Received: {name}={value!r}"
         )
+    return int(value)
+
+
+def check_seed(name: str, value: object, allow_none: bool = True) -> int | None:
+    """Return `value` if it is an integer seed (or None when allowed), else raise.
+
+    Example:
+
+    >>> check_seed("seed", 7), check_seed("seed", None)
+    (7, None)
+
+    Raises:
+        TypeError: `value` is not an integer (a bool is not), or None while not allowed.
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        expected = "an integer or None" if allow_none else "an integer"
+        raise TypeError(f"Argument `{name}` must be {expected}. Received: {name}={value!r}")
     return int(value)
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from tfcraft._validation import check_positive_int
+from tfcraft._validation import check_positive_int, check_seed
 from tfcraft.bayes._joint import (
     joint_data,
     joint_model,
@@ -104,11 +104,9 @@ class DeepEnsemble:
                 "Argument `build_model` must be a callable `seed -> keras.Model`. "
                 f"Received: build_model={build_model!r}"
             )
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"Argument `seed` must be an integer. Received: seed={seed!r}")
+        self.seed = check_seed("seed", seed, allow_none=False)
         self.build_model = build_model
         self.num_members = check_positive_int("num_members", num_members)
-        self.seed = seed
         self.seeds = member_seeds(seed, self.num_members)
         self.members = [_checked_model(build_model(s), s) for s in self.seeds]
         self.trainers: list[Trainer] = []

@@ -41,7 +41,7 @@ import tensorflow_probability as tfp
 
 from tfcraft._validation import check_float_in_range, check_positive_int
 from tfcraft.distributions import distribution_from_params
-from tfcraft.layers import find_head, is_stochastic
+from tfcraft.layers import find_head, is_stochastic, seed_generators
 
 tfd = tfp.distributions
 
@@ -282,12 +282,7 @@ def _seeded(models: Sequence[keras.Model], seed: int | None):
     if seed is None:
         yield
         return
-    generators = [
-        generator
-        for model in models
-        for layer in model._flatten_layers(include_self=True)
-        for generator in getattr(layer, "_seed_generators", ())
-    ]
+    generators = list({id(g): g for model in models for g in seed_generators(model)}.values())
     saved = [generator.state.numpy() for generator in generators]
     fresh = np.random.default_rng(seed).integers(1, 2**31 - 1, size=(len(generators), 2))
     try:

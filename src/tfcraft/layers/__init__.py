@@ -1,7 +1,12 @@
-"""Keras 3 building blocks: deterministic, variational and distribution-output layers."""
+"""Keras 3 building blocks: deterministic, variational and distribution-output layers.
 
-from tfcraft.layers import priors
+`tfcraft.layers.walk` walks a model (its layers, variational and random-drawing
+layers, seed generators, metric directions); its functions are re-exported here.
+"""
+
+from tfcraft.layers import priors, walk
 from tfcraft.layers.conv_variational import Conv2DFlipout
+from tfcraft.layers.flipout import flipout, rademacher
 from tfcraft.layers.heads import (
     BernoulliHead,
     CategoricalHead,
@@ -19,7 +24,15 @@ from tfcraft.layers.variational import (
     DenseLocalReparameterization,
     DenseReparameterization,
     VariationalLayer,
+)
+from tfcraft.layers.walk import (
+    draws_random_numbers,
     is_stochastic,
+    iter_layers,
+    metric_direction,
+    model_losses,
+    output_layer,
+    seed_generators,
     set_num_train_examples,
     variational_layers,
 )
@@ -40,9 +53,18 @@ __all__ = [
     "ScaleMixturePrior",
     "StudentTHead",
     "VariationalLayer",
+    "draws_random_numbers",
     "find_head",
+    "flipout",
     "is_stochastic",
+    "iter_layers",
+    "metric_direction",
+    "model_losses",
+    "output_layer",
     "priors",
+    "rademacher",
+    "seed_generators",
     "set_num_train_examples",
     "variational_layers",
+    "walk",
 ]

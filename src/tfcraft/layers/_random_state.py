@@ -5,14 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-_SEED_STATE_KEY = "seed_generator_state"
-
-
-def check_seed(seed: object) -> int | None:
-    """Return `seed` if it is an integer or None, else raise a `TypeError`."""
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise TypeError(f"Argument `seed` must be an integer or None. Received: seed={seed!r}")
-    return seed
+from tfcraft.layers.walk import SEED_STATE_KEY, CheckpointSeedState
 
 
 def seeded_initializer(initializer, seed: int | None):
@@ -23,13 +16,17 @@ def seeded_initializer(initializer, seed: int | None):
     return initializer
 
 
-class SeedStateMixin:
+class SeedStateMixin(CheckpointSeedState):
     """Save the layer's `seed_generator` state with its weights.
 
     A `keras.random.SeedGenerator` state is neither a weight (so `.keras` files
     skip it) nor a TF trackable attribute (so `tf.train.Checkpoint` skips it).
     Without it a restored model restarts its noise stream from the seed instead
-    of continuing it, and a resumed run differs from an uninterrupted one.
+    of continuing it, and a resumed run differs from an uninterrupted one. The
+    `.keras` side is done here with Keras' public `save_own_variables` and
+    `load_own_variables`; the checkpoint side needs TensorFlow's private
+    checkpoint hook, so it lives in `tfcraft.layers.walk.CheckpointSeedState`
+    (the one module allowed to touch Keras/TF internals).
     """
 
     def _seed_state(self):
@@ -41,19 +38,12 @@ class SeedStateMixin:
         super().save_own_variables(store)
         state = self._seed_state()
         if state is not None:
-            store[_SEED_STATE_KEY] = state
+            store[SEED_STATE_KEY] = state
 
     def load_own_variables(self, store) -> None:
         """Load the weights and, if present, the random-number state."""
-        keys = [key for key in store.keys() if key != _SEED_STATE_KEY]  # noqa: SIM118
+        keys = [key for key in store.keys() if key != SEED_STATE_KEY]  # noqa: SIM118
         super().load_own_variables({key: np.asarray(store[key]) for key in keys})
         state = self._seed_state()
-        if state is not None and _SEED_STATE_KEY in store.keys():  # noqa: SIM118
-            state.assign(np.asarray(store[_SEED_STATE_KEY]))
-
-    def _trackable_children(self, save_type="checkpoint", **kwargs):
-        children = super()._trackable_children(save_type, **kwargs)
-        state = self._seed_state()
-        if state is not None and save_type == "checkpoint":
-            children[_SEED_STATE_KEY] = state
-        return children
+        if state is not None and SEED_STATE_KEY in store.keys():  # noqa: SIM118
+            state.assign(np.asarray(store[SEED_STATE_KEY]))

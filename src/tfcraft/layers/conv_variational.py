@@ -6,8 +6,9 @@ import keras
 from keras import ops
 
 from tfcraft._validation import check_choice, check_positive_int
+from tfcraft.layers.flipout import flipout
 from tfcraft.layers.linear import last_dimension
-from tfcraft.layers.variational import _SHARED_ARGS, VariationalLayer, _rademacher
+from tfcraft.layers.variational import VARIATIONAL_ARGS_DOC, VariationalLayer
 
 __all__ = ["Conv2DFlipout"]
 
@@ -58,14 +59,17 @@ class Conv2DFlipout(VariationalLayer):
         return ops.conv(inputs, kernel, strides=self.strides, padding=self.padding)
 
     def _kernel_outputs(self, inputs, loc, scale):
-        delta = scale * keras.random.normal(
-            ops.shape(loc), dtype=loc.dtype, seed=self.seed_generator
-        )
+        # Signs per example and channel: `s_in` over input channels, `s_out` over filters.
         batch, channels = ops.shape(inputs)[0], ops.shape(inputs)[-1]
-        sign_input = _rademacher((batch, 1, 1, channels), inputs.dtype, self.seed_generator)
-        sign_output = _rademacher((batch, 1, 1, self.filters), inputs.dtype, self.seed_generator)
-        perturbation = self._convolve(inputs * sign_input, delta) * sign_output
-        return self._convolve(inputs, loc) + perturbation, loc + delta
+        return flipout(
+            inputs,
+            loc,
+            scale,
+            self._convolve,
+            (batch, 1, 1, channels),
+            (batch, 1, 1, self.filters),
+            self.seed_generator,
+        )
 
     def compute_output_shape(self, input_shape):
         """`(batch, out_height, out_width, filters)`."""
@@ -94,7 +98,7 @@ class Conv2DFlipout(VariationalLayer):
 Conv2DFlipout.__doc__ = (
     Conv2DFlipout.__doc__.rstrip()
     + "\n"
-    + _SHARED_ARGS
+    + VARIATIONAL_ARGS_DOC
     + """
     Input shape:
         `(batch, height, width, channels)`.

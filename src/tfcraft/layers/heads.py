@@ -24,10 +24,11 @@ import keras
 import tensorflow_probability as tfp
 from keras import ops
 
-from tfcraft._validation import check_positive_int
+from tfcraft._validation import check_positive_int, check_seed
 from tfcraft.distributions import distribution_from_params, num_params
-from tfcraft.layers._random_state import check_seed, seeded_initializer
+from tfcraft.layers._random_state import seeded_initializer
 from tfcraft.layers.linear import last_dimension
+from tfcraft.layers.walk import iter_layers, output_layer
 
 tfd = tfp.distributions
 
@@ -64,7 +65,7 @@ class DistributionHead(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.seed = check_seed(seed)
+        self.seed = check_seed("seed", seed)
         self.kernel_initializer = seeded_initializer(kernel_initializer, self.seed)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.input_spec = keras.InputSpec(min_ndim=2)
@@ -243,16 +244,6 @@ for _head in (NormalHead, StudentTHead, BernoulliHead, CategoricalHead, MixtureN
     _head.__doc__ = _head.__doc__.rstrip() + "\n" + _HEAD_ARGS
 
 
-def _output_layer(model: keras.layers.Layer):
-    """The layer producing the single output of a Sequential or functional model."""
-    if isinstance(model, keras.Sequential):
-        return model.layers[-1] if model.layers else None
-    if len(model.outputs) != 1:
-        return None
-    history = getattr(model.outputs[0], "_keras_history", None)
-    return history.operation if history is not None else None
-
-
 def _has_graph(model: keras.layers.Layer) -> bool:
     # Functional models know their output tensors; subclassed models do not.
     return isinstance(model, keras.Sequential) or getattr(model, "outputs", None) is not None
@@ -263,7 +254,8 @@ def find_head(model: keras.layers.Layer) -> DistributionHead | None:
 
     For Sequential and functional models this is the output layer (looked for
     inside a nested model that is the output layer); for subclassed models,
-    whose graph is unknown, the last head among `model._flatten_layers()`.
+    and `tf.Module`s, whose graph is unknown, the last head among their layers
+    (`tfcraft.layers.walk.iter_layers`).
     Models with several outputs, or whose output layer is not a head, give None.
 
     Example:
@@ -275,13 +267,10 @@ def find_head(model: keras.layers.Layer) -> DistributionHead | None:
     if isinstance(model, DistributionHead):
         return model
     if _has_graph(model):
-        layer = _output_layer(model)
+        layer = output_layer(model)
         if isinstance(layer, keras.Model):
             return find_head(layer)
         return layer if isinstance(layer, DistributionHead) else None
-    heads = [
-        layer
-        for layer in model._flatten_layers(include_self=False)
-        if isinstance(layer, DistributionHead)
-    ]
+    layers = iter_layers(model, include_self=False)
+    heads = [layer for layer in layers if isinstance(layer, DistributionHead)]
     return heads[-1] if heads else None

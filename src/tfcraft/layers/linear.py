@@ -5,7 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tfcraft._validation import check_positive_int
+from tfcraft._validation import check_positive_int, check_seed
+from tfcraft.layers._random_state import seeded_initializer
 
 __all__ = ["Linear"]
 
@@ -75,14 +76,10 @@ class Linear(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.units = check_positive_int("units", units)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(f"Argument `seed` must be an integer or None. Received: seed={seed!r}")
-        self.seed = seed
+        self.seed = check_seed("seed", seed)
         self.activation = keras.activations.get(activation)
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        if seed is not None and hasattr(self.kernel_initializer, "seed"):
-            self.kernel_initializer.seed = seed
+        self.kernel_initializer = seeded_initializer(kernel_initializer, self.seed)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)

@@ -17,13 +17,15 @@ scales 1e-3 to 0.2; `benchmarks/results/bnn_defaults_study.md`) it had the
 lowest test NLL averaged over three UCI sets; the former defaults (Glorot
 means, scale 1e-3) left a small BNN nearly deterministic and were clearly worse.
 
-Protocol (used by `tfcraft.training` and `tfcraft.bayes`):
+Protocol (read by `tfcraft.layers.walk`, which `tfcraft.training` and
+`tfcraft.bayes` use):
 
 - `stochastic = True` on every layer whose prediction is random;
   `is_stochastic(model)` tells whether a model has one.
 - `is_variational = True` on the layers of this module;
   `variational_layers(model)` lists them and `set_num_train_examples(model, n)`
-  fills in `num_train_examples` (the `Trainer` calls it from `fit`).
+  fills in `num_train_examples` (the `Trainer` calls it from `fit`). These
+  functions live in `tfcraft.layers.walk` and are re-exported here.
 - `kl_weight` is a non-trainable scalar weight; KL annealing assigns to it.
 
 `num_train_examples` is a Python number read when `call` is traced: change it
@@ -39,10 +41,20 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from keras import ops
 
-from tfcraft._validation import check_choice, check_positive_float, check_positive_int
+from tfcraft._validation import (
+    check_choice,
+    check_positive_float,
+    check_positive_int,
+    check_seed,
+)
 from tfcraft.layers import priors as priors_lib
-from tfcraft.layers._random_state import SeedStateMixin, check_seed, seeded_initializer
+from tfcraft.layers._random_state import SeedStateMixin, seeded_initializer
+from tfcraft.layers.flipout import flipout
 from tfcraft.layers.linear import last_dimension
+
+# The protocol functions moved to `tfcraft.layers.walk`; re-exported so that
+# `from tfcraft.layers.variational import variational_layers` keeps working.
+from tfcraft.layers.walk import is_stochastic, set_num_train_examples, variational_layers
 
 tfd = tfp.distributions
 
@@ -50,6 +62,7 @@ __all__ = [
     "DenseFlipout",
     "DenseLocalReparameterization",
     "DenseReparameterization",
+    "VariationalLayer",
     "is_stochastic",
     "set_num_train_examples",
     "variational_layers",
@@ -92,7 +105,7 @@ class VariationalLayer(SeedStateMixin, keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.seed = check_seed(seed)
+        self.seed = check_seed("seed", seed)
         self.activation = keras.activations.get(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = seeded_initializer(kernel_initializer, self.seed)
@@ -218,7 +231,8 @@ class VariationalLayer(SeedStateMixin, keras.layers.Layer):
         }
 
 
-_SHARED_ARGS = """
+# The `Args:` of every variational layer, appended to each layer's docstring.
+VARIATIONAL_ARGS_DOC = """
         activation: Activation name or callable. Defaults to `None` (linear).
         use_bias: Whether to add the deterministic bias `bias_loc`. Defaults to `True`.
         kernel_initializer: Initializer of the posterior mean `kernel_loc`.
@@ -331,16 +345,11 @@ class DenseFlipout(_DenseVariational):
     """
 
     def _kernel_outputs(self, inputs, loc, scale):
-        delta = scale * keras.random.normal(
-            ops.shape(loc), dtype=loc.dtype, seed=self.seed_generator
-        )
         input_shape = ops.shape(inputs)
-        sign_input = _rademacher(input_shape, inputs.dtype, self.seed_generator)
-        sign_output = _rademacher(
-            (*input_shape[:-1], self.units), inputs.dtype, self.seed_generator
+        output_shape = (*input_shape[:-1], self.units)
+        return flipout(
+            inputs, loc, scale, ops.matmul, input_shape, output_shape, self.seed_generator
         )
-        perturbation = ops.matmul(inputs * sign_input, delta) * sign_output
-        return ops.matmul(inputs, loc) + perturbation, loc + delta
 
 
 @keras.saving.register_keras_serializable(package="tfcraft")
@@ -377,57 +386,7 @@ class DenseLocalReparameterization(_DenseVariational):
 
 
 for _layer in (DenseReparameterization, DenseFlipout, DenseLocalReparameterization):
-    _layer.__doc__ = _layer.__doc__.rstrip() + "\n" + _SHARED_ARGS + _DENSE_SHAPES
-
-
-# -- protocol functions ------------------------------------------------------------
-
-
-def is_stochastic(model: keras.layers.Layer) -> bool:
-    """Whether `model` (or any layer inside it) gives random predictions.
-
-    Example:
-
-    >>> is_stochastic(keras.Sequential([keras.Input((2,)), DenseFlipout(1)]))
-    True
-    """
-    return any(getattr(layer, "stochastic", False) for layer in _all_layers(model))
-
-
-def variational_layers(model: keras.layers.Layer) -> list:
-    """All layers of `model` (itself included) with `is_variational = True`.
-
-    A plain `tf.Module` model (no Keras layers inside) has none.
-
-    Example:
-
-    >>> variational_layers(keras.Sequential([keras.layers.Dense(1)]))
-    []
-    """
-    return [layer for layer in _all_layers(model) if getattr(layer, "is_variational", False)]
-
-
-def _all_layers(model) -> list:
-    flatten = getattr(model, "_flatten_layers", None)
-    return list(flatten()) if flatten is not None else []
-
-
-def set_num_train_examples(model: keras.layers.Layer, n: int, overwrite: bool = False) -> int:
-    """Set `num_train_examples = n` on the variational layers of `model`.
-
-    Layers that already have a value keep it unless `overwrite=True`. Call it
-    before the training step is compiled.
-
-    Returns:
-        How many layers were set.
-    """
-    n = check_positive_int("n", n)
-    count = 0
-    for layer in variational_layers(model):
-        if overwrite or layer.num_train_examples is None:
-            layer.num_train_examples = n
-            count += 1
-    return count
+    _layer.__doc__ = _layer.__doc__.rstrip() + "\n" + VARIATIONAL_ARGS_DOC + _DENSE_SHAPES
 
 
 # -- private helpers -----------------------------------------------------------------
@@ -445,9 +404,3 @@ def _loc_and_scale(loc_variable, scale_raw_variable, dtype):
 
 def _independent_normal(loc, scale) -> tfd.Distribution:
     return tfd.Independent(tfd.Normal(loc, scale), reinterpreted_batch_ndims=len(loc.shape))
-
-
-def _rademacher(shape, dtype, seed_generator):
-    """Random signs in {-1, +1} of `shape`."""
-    bits = keras.random.randint(shape, 0, 2, dtype="int32", seed=seed_generator)
-    return ops.cast(2 * bits - 1, dtype)
