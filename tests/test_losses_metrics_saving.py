@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow_probability as tfp
+from sklearn.metrics import fbeta_score, precision_score
 
 import tfcraft.losses as losses
 import tfcraft.metrics as metrics
@@ -36,6 +37,7 @@ LOAD_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.timeout(300)
 def test_compiled_model_reloads_in_a_fresh_process(tmp_path):
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -76,7 +78,16 @@ def test_compiled_model_reloads_in_a_fresh_process(tmp_path):
     assert fbeta["beta"] == 2.0
     for name, value in expected_evaluation.items():
         np.testing.assert_allclose(report["evaluated"][name], value, rtol=1e-6, err_msg=name)
-    assert 0.0 < expected_evaluation["precision"] <= 1.0
+    # The evaluated metrics are the real ones (sklearn, `y_pred > threshold` as in Keras).
+    predicted = (expected_predictions[:, 0] > 0.3).astype(int)
+    assert 0 < predicted.sum() < len(predicted)  # the threshold splits the rows
+    np.testing.assert_allclose(
+        report["evaluated"]["precision"], precision_score(y[:, 0], predicted), rtol=1e-6
+    )
+    at_default = (expected_predictions[:, 0] > 0.5).astype(int)  # FBeta's default threshold
+    np.testing.assert_allclose(
+        report["evaluated"]["f_beta"], fbeta_score(y[:, 0], at_default, beta=2.0), rtol=1e-6
+    )
 
 
 # --------------------------------------------------------------------------- round trips

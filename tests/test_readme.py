@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import keras
+import numpy as np
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -31,7 +32,12 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch):
         except Exception as error:  # name the block that broke
             raise AssertionError(f"README python block {index} failed: {error!r}") from error
     # The tour's claims hold: KL and NLL logged, intervals ordered, checkpoint written.
-    assert namespace["history"].history  # last fit's history
+    logged = namespace["history"].history  # the last fit is the BNN of the tour
+    assert {"loss", "kl", "nll"} <= set(logged)
+    assert np.all(np.asarray(logged["kl"]) > 0)
+    np.testing.assert_allclose(
+        logged["loss"], np.add(logged["nll"], logged["kl"]), rtol=1e-5, atol=1e-6
+    )
     low, high = namespace["low"], namespace["high"]
     assert (low < high).all()
     assert any((tmp_path / "runs" / "readme_ckpt").iterdir())
