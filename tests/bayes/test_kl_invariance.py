@@ -15,6 +15,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pytest
 
 from tfcraft.layers import DenseFlipout
 from tfcraft.training import Trainer
@@ -67,6 +68,7 @@ def test_kl_update_does_not_depend_on_accumulate_steps():
     _assert_same(_kernel_updates(batch_size=64), _kernel_updates(accumulate_steps=4))
 
 
+@pytest.mark.timeout(400)
 def test_kl_update_does_not_depend_on_the_number_of_replicas():
     script = Path(__file__).with_name("replicas_script.py")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
