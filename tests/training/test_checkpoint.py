@@ -73,7 +73,13 @@ def test_keeps_last_n_checkpoints_each_with_a_sidecar(run_dir):
     metadata = json.loads((run_dir / "ckpt-4.json").read_text())
     assert (metadata["epoch"], metadata["position"], metadata["step"]) == (1, 1, 4)
     assert metadata["seed"] == 0
-    assert metadata["callbacks"]  # History's state at least
+    # Mid-epoch 1, History holds exactly the finished epoch 0: the first record of
+    # the run's last checkpoint (written at the end of epoch 1).
+    history = metadata["callbacks"]["History"]
+    final = json.loads((run_dir / "ckpt-6.json").read_text())["callbacks"]["History"]
+    assert history["epoch"] == [0] and final["epoch"] == [0, 1]
+    assert set(history["history"]) == set(final["history"]) >= {"loss", "grad_norm"}
+    assert {k: v[:1] for k, v in final["history"].items()} == history["history"]
 
 
 def test_store_prefers_newest_checkpoint_with_a_sidecar(tmp_path):
