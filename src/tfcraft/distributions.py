@@ -38,6 +38,7 @@ tfd = tfp.distributions
 __all__ = [
     "FAMILIES",
     "as_distribution",
+    "check_family",
     "distribution_from_params",
     "num_params",
     "reshape_targets",
@@ -105,7 +106,16 @@ _BUILDERS = {
 FAMILIES: tuple[str, ...] = tuple(_BUILDERS)
 
 
-def _check_family(family: object) -> str:
+def check_family(family: object) -> str:
+    """Return `family` if it is one of `FAMILIES`, else raise a `ValueError` naming them.
+
+    The argument is called `distribution` in the losses and metrics that take a family.
+
+    Example:
+
+    >>> check_family("normal")
+    'normal'
+    """
     if family not in _BUILDERS:
         raise ValueError(
             f"Argument `distribution` must be one of {list(FAMILIES)}. "
@@ -122,12 +132,12 @@ def num_params(family: str, size: int) -> int:
     >>> num_params("student_t", 2)
     6
     """
-    return _BUILDERS[_check_family(family)][1] * size
+    return _BUILDERS[check_family(family)][1] * size
 
 
 def distribution_from_params(family: str, params) -> tfd.Distribution:
     """Build the family's distribution from a `(batch, num_params)` parameter tensor."""
-    builder = _BUILDERS[_check_family(family)][0]
+    builder = _BUILDERS[check_family(family)][0]
     params = tf.convert_to_tensor(params)
     if not params.dtype.is_floating:
         params = tf.cast(params, tf.float32)

@@ -254,7 +254,7 @@ def negative_log_likelihood(y_true, y_pred, distribution: str | None = None) -> 
             targets that do not match the distribution.
     """
     if distribution is not None:
-        distributions._check_family(distribution)
+        distributions.check_family(distribution)
     dist = distributions.as_distribution(y_pred, distribution)
     log_prob = dist.log_prob(distributions.reshape_targets(dist, y_true))
     if len(log_prob.shape) > 1:
@@ -478,7 +478,7 @@ class NegativeLogLikelihood(keras.losses.Loss):
     ):
         super().__init__(name=name, reduction=reduction)
         if distribution is not None:
-            distributions._check_family(distribution)
+            distributions.check_family(distribution)
         self.distribution = distribution
 
     def __call__(self, y_true, y_pred, sample_weight=None):

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import optimize, special
 
+from tfcraft import metrics
 from tfcraft._validation import check_float_in_range, check_positive_int
 
 __all__ = [
@@ -102,8 +103,10 @@ def expected_calibration_error(y_true, probs, num_bins: int = 15) -> float:
     """ECE: the count-weighted mean gap `|accuracy - confidence|` over the bins.
 
     Confidence is that of the top label, also for binary `(n,)` probabilities
-    (read as `[1 - p, p]`), so the value equals the streaming
-    `tfcraft.metrics.ExpectedCalibrationError` on the same data.
+    (read as `[1 - p, p]`). This is the NumPy front of
+    `tfcraft.metrics.expected_calibration_error` (computed there, in float64), so
+    it equals the streaming `tfcraft.metrics.ExpectedCalibrationError` on the
+    same data; bins are right-closed, as in `reliability_diagram`.
 
     Example:
 
@@ -122,15 +125,7 @@ def expected_calibration_error(y_true, probs, num_bins: int = 15) -> float:
         Naeini, Cooper & Hauskrecht (2015); Guo, Pleiss, Sun & Weinberger (2017).
     """
     y_true, probs = _check_probs(y_true, probs)
-    if probs.ndim == 1:
-        # Top-label confidence for binary too (probabilities [1 - p, p]), the same
-        # definition as `tfcraft.metrics.ExpectedCalibrationError`.
-        probs = np.stack([1.0 - probs, probs], axis=1)
-    diagram = reliability_diagram(y_true, probs, num_bins)
-    counts = diagram["counts"]
-    filled = counts > 0
-    gaps = np.abs(diagram["accuracy"][filled] - diagram["confidence"][filled])
-    return float(np.sum(counts[filled] * gaps) / max(counts.sum(), 1))
+    return float(metrics.expected_calibration_error(y_true, probs, num_bins))
 
 
 def brier_score(y_true, probs) -> float:
@@ -138,7 +133,8 @@ def brier_score(y_true, probs) -> float:
 
     `(n,)` positive-class probabilities give `mean((p - y)**2)` and `(n, k)`
     probabilities `mean(sum_k (p_k - onehot_k)**2)` (Brier 1950), as
-    `sklearn.metrics.brier_score_loss`.
+    `sklearn.metrics.brier_score_loss`: the mean of the per-example
+    `tfcraft.metrics.brier_score`, computed in float64.
 
     Example:
 
@@ -154,9 +150,8 @@ def brier_score(y_true, probs) -> float:
     """
     y_true, probs = _check_probs(y_true, probs)
     if probs.ndim == 1:
-        return float(np.mean((probs - (y_true == 1)) ** 2))
-    one_hot = np.eye(probs.shape[1])[y_true.astype(int)]
-    return float(np.mean(np.sum((probs - one_hot) ** 2, axis=1)))
+        y_true = (y_true == 1).astype(np.float64)  # the positive class is 1
+    return float(np.mean(metrics.brier_score(y_true, probs)))
 
 
 def regression_coverage(

@@ -8,7 +8,10 @@ name from `tfcraft.distributions.FAMILIES` (in `model.compile`), like
 `tfcraft.losses.NegativeLogLikelihood`.
 
 Every metric works in `model.compile(metrics=[...])` and in a hand-written loop
-(`update_state` / `result` / `reset_state`), and accepts `sample_weight`.
+(`update_state` / `result` / `reset_state`), and accepts `sample_weight`. Each
+declares a class attribute `direction`: `"up"` (higher is better), `"down"`, or
+None (`IntervalCoverage`, whose target is its `level`); callbacks read it through
+`tfcraft.layers.metric_direction`.
 
 The code lives in `classification` (precision, recall, F-beta), `calibration` (ECE,
 Brier score) and `uncertainty` (intervals, NLL, CRPS); import it from `tfcraft.metrics`.

@@ -7,7 +7,7 @@ import tensorflow as tf
 from keras import ops
 
 from tfcraft._validation import check_positive_int
-from tfcraft.metrics._common import _floating
+from tfcraft.metrics._common import as_floating
 
 
 def calibration_bins(y_true, y_pred, num_bins: int = 15, sample_weight=None):
@@ -89,7 +89,7 @@ def brier_score(y_true, y_pred) -> tf.Tensor:
     Returns:
         Per-example scores, shape `(batch,)`.
     """
-    y_pred = _floating(y_pred)
+    y_pred = as_floating(y_pred)
     if len(y_pred.shape) == 1 or y_pred.shape[-1] == 1:
         p = ops.reshape(y_pred, (-1,))
         y = ops.reshape(ops.cast(y_true, p.dtype), (-1,))
@@ -127,6 +127,8 @@ class ExpectedCalibrationError(keras.metrics.Metric):
     References:
         Guo, Pleiss, Sun, Weinberger. On Calibration of Modern Neural Networks. ICML 2017.
     """
+
+    direction = "down"  # lower is better (read by `tfcraft.layers.metric_direction`)
 
     def __init__(self, num_bins=15, name="expected_calibration_error", dtype=None):
         super().__init__(name=name, dtype=dtype)
@@ -168,6 +170,8 @@ class BrierScore(keras.metrics.Mean):
         dtype: Dtype of the metric's state. Defaults to `None` (floatx).
     """
 
+    direction = "down"
+
     def __init__(self, name="brier_score", dtype=None):
         super().__init__(name=name, dtype=dtype)
 
@@ -187,7 +191,7 @@ def _example_weight(sample_weight, values) -> tf.Tensor:
 
 def _class_probabilities(y_pred) -> tf.Tensor:
     """`(batch, num_classes)` probabilities; binary `p` becomes `[1 - p, p]`."""
-    y_pred = _floating(y_pred)
+    y_pred = as_floating(y_pred)
     if len(y_pred.shape) == 1:
         y_pred = ops.expand_dims(y_pred, -1)
     if y_pred.shape[-1] == 1:

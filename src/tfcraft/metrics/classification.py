@@ -12,7 +12,7 @@ from tfcraft._validation import (
     check_probability,
     check_same_shape,
 )
-from tfcraft.metrics._common import _floating
+from tfcraft.metrics._common import as_floating
 
 AVERAGES = ("micro", "macro")
 
@@ -202,6 +202,7 @@ class Precision(_ThresholdedRatio):
         dtype: Dtype of the metric's state. Defaults to `None` (floatx).
     """
 
+    direction = "up"  # higher is better (read by `tfcraft.layers.metric_direction`)
     _ratio = staticmethod(precision_from_counts)
 
     def __init__(self, threshold=0.5, average="micro", name="precision", dtype=None):
@@ -229,6 +230,7 @@ class Recall(_ThresholdedRatio):
         dtype: Dtype of the metric's state. Defaults to `None` (floatx).
     """
 
+    direction = "up"
     _ratio = staticmethod(recall_from_counts)
 
     def __init__(self, threshold=0.5, average="micro", name="recall", dtype=None):
@@ -257,6 +259,7 @@ class FBeta(_ThresholdedRatio):
         dtype: Dtype of the metric's state. Defaults to `None` (floatx).
     """
 
+    direction = "up"
     _ratio = staticmethod(fbeta_from_counts)
 
     def __init__(self, beta=1.0, threshold=0.5, average="micro", name="f_beta", dtype=None):
@@ -276,7 +279,7 @@ class FBeta(_ThresholdedRatio):
 
 def _label_matrices(y_true, y_pred) -> tuple[tf.Tensor, tf.Tensor]:
     """`(batch, num_labels)` float labels and scores; rank-1 inputs are one label."""
-    y_pred = _floating(y_pred)
+    y_pred = as_floating(y_pred)
     y_true = ops.cast(y_true, y_pred.dtype)
     if len(y_pred.shape) == 1:
         y_pred = ops.expand_dims(y_pred, -1)

@@ -12,7 +12,7 @@ from keras import ops
 from tfcraft import distributions
 from tfcraft._validation import check_choice, check_float_in_range
 from tfcraft.losses import negative_log_likelihood
-from tfcraft.metrics._common import _floating
+from tfcraft.metrics._common import as_floating
 
 tfd = tfp.distributions
 
@@ -98,7 +98,7 @@ def crps_normal(y_true, loc, scale) -> tf.Tensor:
     >>> round(float(crps_normal(0.0, 0.0, 1.0)), 4)
     0.2337
     """
-    loc = _floating(loc)
+    loc = as_floating(loc)
     y = ops.cast(y_true, loc.dtype)
     scale = ops.cast(scale, loc.dtype)
     z = (y - loc) / scale
@@ -163,10 +163,12 @@ class MeanNLL(keras.metrics.Mean):
         dtype: Dtype of the metric's state. Defaults to `None` (floatx).
     """
 
+    direction = "down"  # lower is better (read by `tfcraft.layers.metric_direction`)
+
     def __init__(self, distribution=None, name="mean_nll", dtype=None):
         super().__init__(name=name, dtype=dtype)
         if distribution is not None:
-            distributions._check_family(distribution)
+            distributions.check_family(distribution)
         self.distribution = distribution
 
     def update_state(self, y_true, y_pred, sample_weight=None):
@@ -184,7 +186,10 @@ class IntervalCoverage(keras.metrics.Mean):
     """Streaming fraction of targets inside the central `level` predictive interval.
 
     A calibrated model scores close to `level`. See `interval_coverage` and
-    `central_interval` (quantiles, or cdf bisection for mixtures).
+    `central_interval` (quantiles, or cdf bisection for mixtures). Neither a
+    higher nor a lower value is better (the target is `level`), so
+    `direction = None`: give a monitoring callback an explicit `mode`, or
+    monitor `abs(coverage - level)` instead.
 
     Example:
 
@@ -202,6 +207,8 @@ class IntervalCoverage(keras.metrics.Mean):
         name: Name of the metric. Defaults to `"interval_coverage"`.
         dtype: Dtype of the metric's state. Defaults to `None` (floatx).
     """
+
+    direction = None  # no monotone direction: the target is `level`, not 0 or 1
 
     def __init__(self, level=0.95, distribution=None, name="interval_coverage", dtype=None):
         super().__init__(name=name, dtype=dtype)
@@ -223,6 +230,7 @@ class MeanIntervalWidth(keras.metrics.Mean):
     """Streaming mean width of the central `level` predictive interval (`y_true` unused).
 
     Reported next to `IntervalCoverage`: good coverage with narrow intervals is the goal.
+    At a given coverage narrower is better, so `direction = "down"`.
 
     Example:
 
@@ -239,6 +247,8 @@ class MeanIntervalWidth(keras.metrics.Mean):
         name: Name of the metric. Defaults to `"mean_interval_width"`.
         dtype: Dtype of the metric's state. Defaults to `None` (floatx).
     """
+
+    direction = "down"
 
     def __init__(self, level=0.95, distribution=None, name="mean_interval_width", dtype=None):
         super().__init__(name=name, dtype=dtype)
@@ -282,6 +292,8 @@ class CRPS(keras.metrics.Mean):
         Gneiting, Raftery. Strictly Proper Scoring Rules, Prediction, and Estimation.
         JASA 2007.
     """
+
+    direction = "down"
 
     def __init__(self, distribution="normal", name="crps", dtype=None):
         super().__init__(name=name, dtype=dtype)
@@ -355,7 +367,7 @@ def _bisect_quantile(dist: tfd.Distribution, p: float) -> tf.Tensor:
 def _check_continuous_family(family: object) -> str | None:
     if family is None:
         return None
-    distributions._check_family(family)
+    distributions.check_family(family)
     return check_choice("distribution", family, CONTINUOUS_FAMILIES)
 
 
