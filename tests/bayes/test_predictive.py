@@ -63,7 +63,8 @@ def test_deterministic_head_is_one_exact_normal():
     params = model(_x()).numpy()
     loc, scale, _, _ = _normal_moments(params[None])
     assert predictive.samples.shape == (1, 6, 1)
-    np.testing.assert_allclose(predictive.mean[:, 0], loc[0], rtol=1e-6)
+    # Eager call vs compiled sampler may take different float32 matmul kernels.
+    np.testing.assert_allclose(predictive.mean[:, 0], loc[0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(predictive.stddev[:, 0], scale[0], rtol=1e-5)
     np.testing.assert_allclose(predictive.epistemic_stddev, 0.0)
     for level in (0.5, 0.95):
