@@ -208,12 +208,12 @@ class ActorCriticPolicy(keras.Model):
             self.critic_network = _mlp(self.hidden_sizes, activation, _offset(seed, 50), "critic")
         self.value_head = _linear(1, 1.0, _offset(seed, 90), "value_head")
         self._build_head()
-        self(tf.zeros((1, self.observation_size)))  # build every weight now
         self._generators = _seed_generators(self.actor_network)
         self._held = [
             tf.Variable(g.state.value, trainable=False, name="held_noise_state")
             for g in self._generators
         ]
+        self(tf.zeros((1, self.observation_size)))  # build every weight now
         self._act_functions: dict[bool, Any] = {}
 
     # -- forward pass ----------------------------------------------------------

@@ -370,7 +370,7 @@ def check_reward_value(value: object, fn: object) -> float:
     return float(array)
 
 
-class RewardWrapper(gym.Wrapper):
+class RewardWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Gymnasium wrapper that replaces the env's reward with `fn(...)`.
 
     `info["original_reward"]` holds the env's reward each step; at the end of an
@@ -387,7 +387,8 @@ class RewardWrapper(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env, fn: Callable) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, fn=fn)
+        gym.Wrapper.__init__(self, env)
         if not callable(fn):
             raise TypeError(f"Argument `fn` must be callable. Received: fn={fn!r}")
         self.fn = fn

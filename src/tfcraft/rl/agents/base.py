@@ -225,7 +225,8 @@ class OnPolicyAgent:
     def _check_hyperparameters(self, h: dict) -> None:
         check_float_in_range("gamma", h["gamma"], 0.0, 1.0, True, True)
         check_float_in_range("gae_lambda", h["gae_lambda"], 0.0, 1.0, True, True)
-        check_positive_float("learning_rate", h["learning_rate"])
+        if not isinstance(h["learning_rate"], keras.optimizers.schedules.LearningRateSchedule):
+            check_positive_float("learning_rate", h["learning_rate"])
         check_positive_int("n_steps", h["n_steps"])
         check_positive_float("vf_coef", h["vf_coef"], allow_zero=True)
         check_positive_float("ent_coef", h["ent_coef"], allow_zero=True)
@@ -346,7 +347,7 @@ class OnPolicyAgent:
             data["old_values"][valid], data["returns"][valid]
         )
         logs.update(self._episode_logs(rollout.episodes))
-        logs["learning_rate"] = float(self.hparams["learning_rate"])
+        logs["learning_rate"] = float(self.optimizer.learning_rate)
         logs["timesteps"] = self.timesteps
         logs["steps_per_second"] = rollout.rewards.size / (time.perf_counter() - start)
         return logs
