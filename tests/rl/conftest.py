@@ -55,3 +55,8 @@ def bandit():
 @pytest.fixture
 def corridor():
     return Corridor
+
+
+@pytest.fixture
+def nostep():
+    return NoStep

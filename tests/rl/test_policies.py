@@ -124,8 +124,10 @@ def test_seeded_sampling_is_reproducible_and_varies_with_the_seed():
 
 def test_thompson_exploration_holds_the_weight_sample_per_rollout():
     actor = keras.Sequential(
-        [keras.Input((4,)), tfcraft.layers.DenseFlipout(16, activation="tanh", seed=0,
-                                                        posterior_scale_init=0.5)]
+        [
+            keras.Input((4,)),
+            tfcraft.layers.DenseFlipout(16, activation="tanh", seed=0, posterior_scale_init=0.5),
+        ]
     )
     policy = CategoricalPolicy(3, 4, actor_network=actor, exploration="thompson", seed=0)
     obs = obs_batch(4, 4)

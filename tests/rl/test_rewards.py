@@ -141,8 +141,9 @@ def test_potential_shaping_keeps_the_optimal_policy(seed):
     shaped = np.empty_like(rewards)
     for s, a, s_next in np.ndindex(rewards.shape):
         shaped[s, a, s_next] = shaping(s, a, s_next, rewards[s, a, s_next], s_next == terminal, {})
-    q, q_shaped = value_iteration(transitions, rewards, gamma), value_iteration(
-        transitions, shaped, gamma
+    q, q_shaped = (
+        value_iteration(transitions, rewards, gamma),
+        value_iteration(transitions, shaped, gamma),
     )
     np.testing.assert_array_equal(q.argmax(axis=1), q_shaped.argmax(axis=1))
     # The theorem's stronger form: Q' = Q - phi(s).

@@ -111,6 +111,16 @@ def initial_state(envs, seed: int | None) -> RolloutState:
     )
 
 
+def _original_reward(infos: dict, reward: np.ndarray) -> np.ndarray:
+    """The env's reward before a `RewardWrapper` (`reward` where there is none)."""
+    original = reward
+    # SAME_STEP puts an ending step's info in `final_info` (infos hold the reset's).
+    for source in (infos, infos.get("final_info", {})):
+        if "original_reward" in source:
+            original = np.where(source["_original_reward"], source["original_reward"], original)
+    return original
+
+
 def _values_of(policy, obs: np.ndarray, seed) -> np.ndarray:
     return policy.act(obs, seed=seed, deterministic=True)[2]
 
@@ -163,9 +173,7 @@ def collect(
         step += 1
         valid = ~autoreset if next_step else np.ones(n, bool)
         reward = np.asarray(reward, np.float64)
-        original = reward
-        if "original_reward" in infos:
-            original = np.where(infos["_original_reward"], infos["original_reward"], reward)
+        original = _original_reward(infos, reward)
         ep_return += np.where(valid, reward, 0.0)
         ep_original += np.where(valid, original, 0.0)
         ep_length += valid
