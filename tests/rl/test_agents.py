@@ -62,7 +62,7 @@ def test_unknown_hyperparameter_and_wrong_env_type():
 
 
 def test_policy_that_does_not_fit_the_env():
-    with pytest.raises(ValueError, match="policy.observation_size=7"):
+    with pytest.raises(ValueError, match=r"policy\.observation_size=7"):
         PPO("CartPole-v1", policy=CategoricalPolicy(2, 7, hidden_sizes=(4,)))
 
 

@@ -78,7 +78,7 @@ def test_rollouts_continue_and_are_reproducible(corridor):
         second = collect(envs, policy, 7, state=first.state, seed=5)
         return first, second
 
-    (a1, a2), (b1, b2) = run(), run()
+    (a1, a2), (_, b2) = run(), run()
     np.testing.assert_array_equal(a2.actions, b2.actions)
     assert a2.state.timesteps == 28 and a2.state.vector_steps == 14
     np.testing.assert_array_equal(a2.obs[0], a1.state.obs)
