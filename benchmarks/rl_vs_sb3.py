@@ -12,8 +12,8 @@ Zoo settings ("tuned") and tfcraft with its defaults, on the same seeds:
 
 Results merge into `benchmarks/results/rl_vs_sb3.json`; the table goes to
 `benchmarks/results/rl_vs_sb3.md` and the curves to `benchmarks/results/rl_curves.png`.
-Differences from the Zoo that tfcraft cannot express are stated in the output
-(gSDE on Pendulum; the Zoo's linear clip-range schedule on CartPole).
+Differences from the Zoo that tfcraft cannot express are stated in the output (gSDE on
+Pendulum).
 """
 
 from __future__ import annotations
@@ -141,17 +141,15 @@ def tfcraft_zoo(key, total):
     hp = dict(ZOO[key])
     n_envs = hp.pop("n_envs")
     hp.pop("use_sde", None), hp.pop("sde_sample_freq", None)  # gSDE: not in tfcraft
-    clip = hp.get("clip_range")
-    if isinstance(clip, str):
-        hp["clip_range"] = float(clip[4:])  # constant: tfcraft has no clip schedule
-    lr = hp.get("learning_rate")
-    if isinstance(lr, str):
-        per_update = n_envs * hp["n_steps"]
-        minibatches = max(1, per_update // hp.get("batch_size", 64))
-        steps = -(-total // per_update) * hp["n_epochs"] * minibatches
-        hp["learning_rate"] = keras.optimizers.schedules.PolynomialDecay(
-            float(lr[4:]), decay_steps=steps, end_learning_rate=0.0
-        )
+    per_update = n_envs * hp["n_steps"]
+    minibatches = max(1, per_update // hp.get("batch_size", 64))
+    steps = -(-total // per_update) * hp["n_epochs"] * minibatches
+    for name in ("learning_rate", "clip_range"):  # "lin_x": linear decay to 0, as the Zoo
+        value = hp.get(name)
+        if isinstance(value, str):
+            hp[name] = keras.optimizers.schedules.PolynomialDecay(
+                float(value[4:]), decay_steps=steps, end_learning_rate=0.0
+            )
     hp.setdefault("batch_size", 64)
     return n_envs, {**hp, "normalize_observations": False, "normalize_rewards": False}
 
@@ -348,9 +346,9 @@ def main():
         "last run that had them (`rl_vs_sb3.json`; run with `--envs cartpole pendulum`).\n\n"
         f"Machine: {machine_summary()}\n\n"
         "SB3 runs the RL Zoo's tuned hyperparameters. 'tfcraft PPO (Zoo settings)' uses the same "
-        "values, except what tfcraft does not have: gSDE on Pendulum (plain Gaussian "
-        "exploration instead) and the linear clip-range schedule on CartPole (constant 0.2; the "
-        "linear learning-rate schedule is kept). 'defaults' is `PPO(env_id, seed=s)`.\n"
+        "values (linear schedules as Keras `PolynomialDecay` over update steps), except gSDE "
+        "on Pendulum, which tfcraft does not have (plain Gaussian exploration instead). "
+        "'defaults' is `PPO(env_id, seed=s)`.\n"
         + tables
         + "\n\n## Targets\n\n```\n"
         + "\n".join(verdicts)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import keras
 import tensorflow as tf
 
 from tfcraft._validation import check_positive_float, check_positive_int
@@ -51,7 +52,8 @@ class PPO(OnPolicyAgent):
         vectorization: `"sync"` or `"async"` (subprocesses, for slow envs).
         **hyperparameters: Any of `PPO.DEFAULTS`: `learning_rate` (3e-4),
             `n_steps` (512 per env), `batch_size` (64), `n_epochs` (10),
-            `gamma` (0.99), `gae_lambda` (0.95), `clip_range` (0.2),
+            `gamma` (0.99), `gae_lambda` (0.95), `clip_range` (0.2; a float or
+            a Keras schedule over update steps),
             `clip_range_vf` (None: no value clipping), `normalize_advantage`
             (True), `ent_coef` (0.0), `vf_coef` (0.5), `max_grad_norm` (0.5),
             `normalize_observations` (True), `normalize_rewards` (True),
@@ -78,7 +80,8 @@ class PPO(OnPolicyAgent):
 
     def _check_hyperparameters(self, h: dict) -> None:
         super()._check_hyperparameters(h)
-        check_positive_float("clip_range", h["clip_range"])
+        if not isinstance(h["clip_range"], keras.optimizers.schedules.LearningRateSchedule):
+            check_positive_float("clip_range", h["clip_range"])
         if h["clip_range_vf"] is not None:
             check_positive_float("clip_range_vf", h["clip_range_vf"])
         check_positive_int("batch_size", h["batch_size"])
@@ -96,7 +99,10 @@ class PPO(OnPolicyAgent):
             advantages = normalize(advantages, mask)
         log_ratio = log_prob - batch["old_log_probs"]
         ratio = tf.exp(log_ratio)
-        clipped = tf.clip_by_value(ratio, 1.0 - h["clip_range"], 1.0 + h["clip_range"])
+        clip_range = h["clip_range"]
+        if callable(clip_range):  # a schedule over optimizer steps, like the learning rate
+            clip_range = tf.cast(clip_range(self.optimizer.iterations), tf.float32)
+        clipped = tf.clip_by_value(ratio, 1.0 - clip_range, 1.0 + clip_range)
         policy_loss = masked_mean(tf.maximum(-advantages * ratio, -advantages * clipped), mask)
         value_error = tf.square(value - batch["returns"])
         if h["clip_range_vf"] is not None:
@@ -115,8 +121,6 @@ class PPO(OnPolicyAgent):
             "entropy": entropy,
             # The low-variance estimator of KL(old || new) (Schulman's blog, CleanRL).
             "approx_kl": masked_mean((ratio - 1.0) - log_ratio, mask),
-            "clipfrac": masked_mean(
-                tf.cast(tf.abs(ratio - 1.0) > h["clip_range"], tf.float32), mask
-            ),
+            "clipfrac": masked_mean(tf.cast(tf.abs(ratio - 1.0) > clip_range, tf.float32), mask),
         }
         return loss, logs
