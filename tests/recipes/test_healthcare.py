@@ -1,0 +1,58 @@
+import dataclasses
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from tfcraft import bayes
+from tfcraft.recipes import RecipeResult, healthcare
+
+
+def test_evaluate_probs_matches_references():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, size=200)
+    p = np.clip(0.6 * y + 0.4 * rng.uniform(size=200), 0, 1)
+    probs = np.stack([1 - p, p], axis=1)
+    row = healthcare.evaluate_probs(y[100:], probs[100:], y[:100], probs[:100])
+    assert row["roc_auc"] == pytest.approx(roc_auc_score(y[100:], p[100:]))
+    assert row["brier"] == pytest.approx(np.mean((p[100:] - y[100:]) ** 2))
+    assert row["aurc"] == pytest.approx(bayes.aurc(y[100:], probs[100:]))
+    assert row["accuracy"] == pytest.approx(np.mean((p[100:] >= 0.5) == y[100:]))
+    assert row["set_size_95"] >= row["set_size_90"]
+
+
+def test_split_is_stratified_and_standardised_on_the_fitting_part_only():
+    X = np.arange(200, dtype=np.float32).reshape(100, 2)
+    y = (np.arange(100) % 4 == 0).astype(int)
+    x_fit, _, x_val, y_val, x_test, y_test = healthcare.prepare_split(X, y, 0)
+    assert len(y_test) == 30 and y_test.sum() in (7, 8) and len(y_val) == 14
+    np.testing.assert_allclose(x_fit.mean(axis=0), 0, atol=1e-5)
+    assert abs(x_test.mean()) > 0 or abs(x_val.mean()) > 0
+
+
+@pytest.mark.timeout(300)
+def test_quick_run_writes_tables_summary_and_plots(tmp_path):
+    result = healthcare.run(
+        "cleveland", models=("deterministic", "mc_dropout"), quick=True, out=tmp_path
+    )
+    assert isinstance(result, RecipeResult) and result.name == "healthcare"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.name = "x"
+    rows = result.tables["metrics"]
+    assert [r["model"] for r in rows] == ["deterministic", "mc_dropout"]
+    for row in rows:
+        assert row["accuracy"] > 0.65 and row["roc_auc"] > 0.75  # a real diagnosis, not chance
+        assert row["accuracy_at_80"] >= row["accuracy"] - 0.05
+    assert "refer the 10% least certain cases" in result.summary
+    for name in ("risk_coverage", "reliability"):
+        path = result.figures[name]
+        assert path.parent == tmp_path / "plots" and path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match=r"Received: dataset='heart'"):
+        healthcare.run("heart")
+    with pytest.raises(ValueError, match=r"Received: models='svm'"):
+        healthcare.run("pima", models=("svm",))
+    with pytest.raises(ValueError, match=r"Received: seeds=\(\)"):
+        healthcare.run("pima", seeds=())
