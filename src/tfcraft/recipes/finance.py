@@ -394,7 +394,8 @@ def _summary(rows: list[dict], first_date, last_date) -> str:
         verdict = "passes" if row["kupiec_pass"] and row["christoffersen_pass"] else "fails"
         parts.append(
             f"{row['model']} at {row['level']:.0%}: {row['violations']} violations in "
-            f"{row['days']} days ({row['rate']:.2%}), {verdict} Kupiec and Christoffersen at 5%"
+            f"{row['days']} days ({row['rate']:.2%}), {verdict} Kupiec and Christoffersen "
+            "at the 5% significance level"
         )
     return (
         f"From {first_date} to {last_date}, a VaR at level p should be breached on a share "

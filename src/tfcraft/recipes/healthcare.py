@@ -105,11 +105,11 @@ def fit_predict(
 
     kind = check_choice("models", kind, MODELS)
     loss = NegativeLogLikelihood("categorical")
-    epochs = 60 if quick else 300
+    epochs = 40 if quick else 300
     passes = 20 if quick else 50
 
     def stopper():
-        patience = _PATIENCE // 2 if quick else _PATIENCE
+        patience = 8 if quick else _PATIENCE
         return EarlyStopping("val_loss", patience=patience, restore_best_weights=True)
 
     validation = (x_val, y_val)
@@ -214,7 +214,7 @@ def run(
         dataset: A name of `tfcraft.datasets.CLINICAL_SETS`, several, or `"all"`.
         models: Names from `MODELS`.
         seeds: Split seeds (stratified 70/30 splits). Defaults to `(0,)`.
-        quick: A smaller budget for demos: 60 epochs at most, patience 10, 3
+        quick: A smaller budget for demos: 40 epochs at most, patience 8, 3
             ensemble members, 20 passes; with `dataset="all"` only `"cleveland"`.
         out: Folder for `plots/*.png`; no plots when `None`.
         seed: Seed of the models' initialisation and noise.
