@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from tfcraft._validation import check_seed
+
 __all__ = ["enable_determinism"]
 
 
@@ -18,7 +20,6 @@ def enable_determinism(seed: int) -> None:
 
     >>> enable_determinism(0)
     """
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"Argument `seed` must be an integer. Received: seed={seed!r}")
+    seed = check_seed("seed", seed, allow_none=False)
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()

@@ -69,7 +69,7 @@ def test_auto_runs_epochs_together_only_when_every_callback_allows_it():
 
 
 def test_array_validation_runs_in_the_graph_with_the_same_logs():
-    """Validation on arrays joins the chunk: each epoch's val logs equal a one-epoch-per-call run."""
+    """Array validation joins the chunk; each epoch's val logs equal a one-epoch-per-call run."""
     histories = []
     for epochs_per_execution in ("auto", 1):
         trainer = Trainer(

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pytest
 
 from tfcraft.training import Trainer
 
@@ -28,6 +29,7 @@ def _weights(path):
         return [archive[f"arr_{i}"] for i in range(len(archive.files))]
 
 
+@pytest.mark.timeout(600)
 def test_sigkill_mid_epoch_then_resume_is_bit_for_bit(tmp_path):
     full = _start(tmp_path / "full", tmp_path / "full.npz", "full")
     victim = _start(tmp_path / "killed", tmp_path / "killed.npz", "kill")

@@ -30,6 +30,7 @@ from typing import Any
 import tensorflow as tf
 
 from tfcraft._validation import check_choice, check_positive_float
+from tfcraft.layers.walk import metric_direction
 from tfcraft.training.callbacks_base import Callback
 
 __all__ = ["EarlyStopping", "infer_mode"]
@@ -63,12 +64,6 @@ def infer_mode(monitor: str, metrics: list | tuple = ()) -> str | None:
     if any(word in lowered for word in _MAXIMIZED_WORDS):
         return "max"
     return None
-
-
-def metric_direction(metric) -> str | None:
-    """Interim: `"up"`/`"down"` as the metric declares it (to move to `tfcraft.layers.walk`)."""
-    direction = getattr(metric, "direction", None)
-    return direction if direction in ("up", "down") else None
 
 
 def _check_non_negative_int(name: str, value: object) -> int:

@@ -53,6 +53,18 @@ def _same_shape(value, full_spec) -> tf.Tensor:
     return tf.reduce_all(tf.stack(checks))
 
 
+def _fit_to(value, shape: tf.TensorShape) -> tf.Tensor:
+    """`value` padded or cut to `shape`: a no-op for a batch of that shape.
+
+    TF may run both branches of a stateless `tf.cond` (here: full batch or
+    not), so the full-batch branch must not fail on a partial batch it discards.
+    """
+    full = tf.constant(shape.as_list(), tf.int32)
+    missing = tf.maximum(full - tf.shape(value, out_type=tf.int32), 0)
+    padded = tf.pad(value, tf.stack([tf.zeros_like(missing), missing], axis=1))
+    return tf.reshape(tf.slice(padded, tf.zeros_like(full), full), shape)
+
+
 class IteratorLoop:
     """Runs up to `num_steps` steps per call, pulling batches from a `tf.data` iterator.
 
@@ -138,7 +150,7 @@ class IteratorLoop:
 
                 def write():
                     leaves = zip(arrays, tf.nest.flatten(value), self.full_spec_leaves, strict=True)
-                    written = [a.write(i, tf.ensure_shape(v, s.shape)) for a, v, s in leaves]
+                    written = [a.write(i, _fit_to(v, s.shape)) for a, v, s in leaves]
                     return i + 1, tf.constant(False), tf.constant(False), leftover, written
 
                 def keep():

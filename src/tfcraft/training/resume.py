@@ -62,7 +62,7 @@ def _trackables(trainer, callbacks: CallbackList) -> dict:
     callback_variables = {
         f"{index}:{type(callback).__name__}": variables
         for index, callback in enumerate(callbacks.callbacks)
-        if (variables := callback.checkpoint_variables()) and any(tf.nest.flatten(variables))
+        if (variables := callback.checkpoint_variables()) and tf.nest.flatten(variables)
     }
     if callback_variables:
         trackables["callbacks"] = callback_variables

@@ -10,10 +10,10 @@ Order of operations, chosen to match Keras 3 (`BaseOptimizer.apply`): with
 by `N` on every N-th micro-batch, and only that averaged gradient is clipped
 and applied. So the update equals one step on the N-times larger batch for a
 mean loss (`model.losses` such as KL terms are part of each micro-batch loss,
-hence averaged too, which keeps their scale). One difference from Keras: Keras
-counts micro-batches in `optimizer.iterations` (so Adam's bias correction and
-learning-rate schedules see `N` times more steps); here the optimizer sees one
-iteration per applied update, exactly like the large-batch step.
+hence averaged too, which keeps their scale). The optimizer sees one iteration
+per applied update, exactly like the large-batch step (Keras 3's
+`gradient_accumulation_steps` does the same for Adam's bias correction, but
+evaluates learning-rate schedules at the micro-batch count).
 
 For `tf.distribute` the default loss is computed per example in `compute_loss`;
 averaging over the global batch is a change to that one function.
@@ -40,7 +40,7 @@ import keras
 import tensorflow as tf
 
 from tfcraft._validation import check_positive_int
-from tfcraft.layers.variational import variational_layers
+from tfcraft.layers.walk import model_losses, variational_layers
 from tfcraft.training import clipping as clipping_lib
 
 __all__ = [
@@ -229,7 +229,7 @@ def make_default_loss_fn(loss: keras.losses.Loss, model) -> LossFn:
             )
         y_pred = call_model(model, x, training)
         data_loss = _check_scalar(loss(y, y_pred, sample_weight=sample_weight), "loss")
-        total = tf.cast(data_loss, tf.float32) + _sum_or_zero(getattr(model, "losses", []))
+        total = tf.cast(data_loss, tf.float32) + _sum_or_zero(model_losses(model))
         logs = {"y_pred": y_pred, "nll": data_loss}
         if kl_layers:
             logs["kl"] = _sum_or_zero([t for layer in kl_layers for t in layer.losses])

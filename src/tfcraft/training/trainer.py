@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tfcraft._validation import check_positive_int
-from tfcraft.layers.variational import set_num_train_examples, variational_layers
+from tfcraft._validation import check_positive_int, check_seed
+from tfcraft.layers.walk import draws_random_numbers, set_num_train_examples, variational_layers
 from tfcraft.training import clipping as clipping_lib
 from tfcraft.training import data as data_lib
 from tfcraft.training.callbacks_base import Callback, CallbackList
@@ -46,39 +46,21 @@ from tfcraft.training.steps import (
     make_train_step,
 )
 
-__all__ = ["Trainer", "draws_random_numbers"]
-
-
-def draws_random_numbers(model) -> bool:
-    """Whether any layer of `model` owns a random seed generator (dropout, noise, BNN layers).
-
-    Example:
-
-    >>> import keras
-    >>> draws_random_numbers(keras.Sequential([keras.Input((2,)), keras.layers.Dropout(0.5)]))
-    True
-    """
-    flatten = getattr(model, "_flatten_layers", None)
-    layers = flatten() if flatten is not None else []
-    return any(
-        getattr(layer, "seed_generator", None) is not None or getattr(layer, "stochastic", False)
-        for layer in layers
-    )
+__all__ = ["Trainer"]
 
 
 class Trainer:
     """Compiled custom training loop with clipping, accumulation, callbacks and checkpoints.
 
-    In-memory data (NumPy/tensors) stays on the device: each epoch's batch
-    order is a stateless permutation of `(seed, epoch)` gathered inside the
-    graph, and up to a whole epoch runs in one (XLA-compiled) graph call.
-    `tf.data` input is iterated inside the graph, `steps_per_execution` steps
-    per call. Batch callbacks fire once per call; checkpoints and
-    `checkpoint_every` cap the steps per call so they fire on time. When an
-    epoch is only a few steps (a few hundred rows), several whole epochs run
-    in one call (`epochs_per_execution`) and the callbacks then replay each
-    epoch's logs, provided every callback has `epoch_sync = False` (it only
-    records logs) and there is no validation data.
+    In-memory data stays on the device: each epoch's batch order is a
+    stateless permutation of `(seed, epoch)` gathered in the graph, and up to
+    a whole epoch runs in one XLA-compiled call. `tf.data` input is iterated
+    in the graph, same-shape batches stacked into XLA-compiled chunks. Batch
+    callbacks fire once per call. Tiny epochs run several to a call
+    (`epochs_per_execution`), with array validation and `EarlyStopping` inside
+    the graph, when every other callback only records logs (`epoch_sync =
+    False`); the callbacks then replay each epoch's logs. A second `fit` on
+    data of the same shapes reuses every compiled function.
 
     Replace the loss computation with `loss_fn(model, batch, training) ->
     (loss, logs)`, or the whole step with `train_step(model, batch) -> logs`
@@ -177,8 +159,7 @@ class Trainer:
                 "Argument `jit_compile` must be True, False or 'auto'. "
                 f"Received: jit_compile={jit_compile!r}"
             )
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(f"Argument `seed` must be an integer. Received: seed={seed!r}")
+        seed = check_seed("seed", seed)
         self.model = model
         self.optimizer = get_optimizer(optimizer) if optimizer is not None else None
         self.loss = get_loss(loss)
@@ -254,7 +235,7 @@ class Trainer:
         return self._checkpoints.restore_latest(self)
 
     # ------------------------------------------------------------------- setup
-    def _ensure_built(self, data) -> None:
+    def _ensure_built(self, data, for_training: bool = True) -> None:
         if isinstance(data, data_lib.ArrayData):
             sample = tf.nest.map_structure(lambda t: t[:2], data.tensors[0])
         else:
@@ -264,7 +245,8 @@ class Trainer:
                 lambda v: tf.cast(v, tf.float32) if np.asarray(v).dtype == np.float64 else v,
                 sample,
             )
-        if not getattr(self.model, "built", True) or not self.model.trainable_variables:
+        unbuilt = not getattr(self.model, "built", True)
+        if unbuilt or (for_training and not self.model.trainable_variables):
             try:
                 call_model(self.model, sample, training=False)
             except Exception as error:
@@ -273,7 +255,7 @@ class Trainer:
                     "The model is not built and could not be built by calling it on the "
                     f"data ({type(error).__name__}: {error}). Received: x shapes={shapes}"
                 ) from error
-        if not self.model.trainable_variables:
+        if for_training and not self.model.trainable_variables:
             raise ValueError("The model has no trainable variables; there is nothing to train.")
 
     def _set_num_train_examples(self, data) -> None:
@@ -585,7 +567,7 @@ class Trainer:
         """
         batch_size = check_positive_int("batch_size", batch_size)
         data = data_lib.adapt(data, "data")
-        self._ensure_built(data)
+        self._ensure_built(data, for_training=False)
         if self._step is None:
             self._get_step(self._skip)
         evaluator = self._loops.evaluator(self._get_test_step(), data, batch_size, self._use_xla())
@@ -610,7 +592,7 @@ class Trainer:
         if isinstance(x, tuple | list):
             x = x[0]
         data = data_lib.adapt(x, "x")
-        self._ensure_built(data)
+        self._ensure_built(data, for_training=False)
         if self._predictor is None:
             self._predictor = Predictor(self.model)
         callbacks = CallbackList(self.callbacks)
