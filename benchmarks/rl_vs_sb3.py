@@ -277,6 +277,7 @@ def summarize(results):
 
 def plot(results):
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -299,6 +300,9 @@ def plot(results):
                 ax.plot(
                     grid, np.nanmean(np.stack(curves), axis=0), label=f"{lib} ({len(curves)} seeds)"
                 )
+        ax.xaxis.set_major_formatter(
+            matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1000:.0f}k")
+        )
         ax.set_title(ENVS[key][0])
         ax.set_xlabel("timesteps")
         ax.set_ylabel("mean return, last 100 training episodes")
@@ -318,11 +322,12 @@ def main():
         "--seeds", type=int, default=None, help="seeds per env (5 CartPole, 3 others)"
     )
     parser.add_argument("--runs", nargs="+", default=list(RUNNERS), choices=list(RUNNERS))
+    parser.add_argument("--report-only", action="store_true", help="redo table/plot from JSON")
     args = parser.parse_args()
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     results = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
-    for key in args.envs:
+    for key in [] if args.report_only else args.envs:
         total = ENVS[key][1]
         seeds = range(args.seeds or (5 if key == "cartpole" else 3))
         results[key] = {}
@@ -336,12 +341,13 @@ def main():
                     flush=True,
                 )
                 write_text_atomic(RESULTS_JSON, json.dumps(results))
+    command = " ".join(a for a in sys.argv[1:] if a != "--report-only")
     tables, verdicts = summarize(results)
     plot(results)
     text = (
         "# tfcraft PPO vs Stable-Baselines3 PPO\n\n"
         "Command: `/tmp/bench .venv/bin/python benchmarks/rl_vs_sb3.py "
-        f"{' '.join(sys.argv[1:])}` (1 core, 1 thread per library, same seeds, same run; "
+        f"{command}` (1 core, 1 thread per library, same seeds, same run; "
         "libraries interleaved per seed). Envs not in this command keep the tables of the "
         "last run that had them (`rl_vs_sb3.json`; run with `--envs cartpole pendulum`).\n\n"
         f"Machine: {machine_summary()}\n\n"
