@@ -113,6 +113,8 @@ def fit_predict(
         return EarlyStopping("val_loss", patience=patience, restore_best_weights=True)
 
     validation = (x_val, y_val)
+    # Quick runs are dominated by XLA compilation on a few hundred rows: skip it.
+    jit = {"jit_compile": False} if quick else {}
     if kind == "ensemble":
         _deterministic_member.num_features = x_fit.shape[1]
         ensemble = DeepEnsemble(_deterministic_member, num_members=3 if quick else 5, seed=seed)
@@ -125,6 +127,7 @@ def fit_predict(
             optimizer=keras.optimizers.Adam(_LEARNING_RATE),
             validation_data=validation,
             callbacks=[stopper()],
+            **jit,
         )
         model = ensemble
     else:
@@ -135,6 +138,7 @@ def fit_predict(
             loss=loss,
             seed=seed,
             callbacks=[stopper()],
+            **jit,
         )
         trainer.fit(
             (x_fit, y_fit), epochs=epochs, batch_size=_BATCH, validation_data=validation, verbose=0
