@@ -249,6 +249,17 @@ def summarize(results):
                         f"{ours['sps']:,.0f} vs SB3 {sb3['sps']:,.0f}",
                     )
                 )
+                default = per_lib.get("tfcraft PPO (defaults)")
+                if default:
+                    verdicts.append(
+                        pass_fail(
+                            f"{env_id}: tfcraft defaults reach 475 on every seed, "
+                            "in no more timesteps than SB3",
+                            default["hit"] == default["n"] and default["reach"] <= sb3["reach"],
+                            f"{default['hit']}/{default['n']}, {default['reach']:,.0f} vs SB3 "
+                            f"{sb3['reach']:,.0f}",
+                        )
+                    )
             elif key == "pendulum":
                 a, b = statistics.mean(ours["evals"]), statistics.mean(sb3["evals"])
                 verdicts.append(
