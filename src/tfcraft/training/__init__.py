@@ -19,6 +19,7 @@ from tfcraft.training.callbacks import (
     TensorBoard,
 )
 from tfcraft.training.callbacks_base import Callback, CallbackList
+from tfcraft.training.checkpoint import CheckpointStore
 from tfcraft.training.steps import make_train_step
 from tfcraft.training.trainer import Trainer
 
@@ -26,6 +27,7 @@ __all__ = [
     "CSVLogger",
     "Callback",
     "CallbackList",
+    "CheckpointStore",
     "EarlyStopping",
     "History",
     "JSONLLogger",

@@ -389,6 +389,19 @@ class TrainStep:
         return tf.where(is_update, mean_norm, micro_norm)
 
 
+def _resolve_loss_fn(model, loss, loss_fn) -> tuple[LossFn, tuple[str, ...]]:
+    """The step's `loss_fn` and the names of its logs averaged over an epoch."""
+    if loss_fn is None:
+        loss = get_loss(loss)
+        if loss is None:
+            raise ValueError("Give `loss` or `loss_fn`. Received: loss=None, loss_fn=None")
+        extra = ("nll", "kl") if variational_layers(model) else ()
+        return make_default_loss_fn(loss, model), extra
+    if not callable(loss_fn):
+        raise TypeError(f"Argument `loss_fn` must be callable. Received: loss_fn={loss_fn!r}")
+    return loss_fn, tuple(getattr(loss_fn, "mean_logs", ()))
+
+
 def make_train_step(
     model,
     optimizer,
@@ -444,17 +457,7 @@ def make_train_step(
     optimizer = get_optimizer(optimizer)
     if not getattr(optimizer, "built", True):
         optimizer.build(model.trainable_variables)  # no variable creation inside tf.cond
-    extra = ()
-    if loss_fn is None:
-        loss = get_loss(loss)
-        if loss is None:
-            raise ValueError("Give `loss` or `loss_fn`. Received: loss=None, loss_fn=None")
-        loss_fn = make_default_loss_fn(loss, model)
-        extra = ("nll", "kl") if variational_layers(model) else ()
-    elif not callable(loss_fn):
-        raise TypeError(f"Argument `loss_fn` must be callable. Received: loss_fn={loss_fn!r}")
-    else:
-        extra = tuple(getattr(loss_fn, "mean_logs", ()))
+    loss_fn, extra = _resolve_loss_fn(model, loss, loss_fn)
     return TrainStep(
         model,
         optimizer,
@@ -523,12 +526,5 @@ def make_eval_step(
     >>> sorted(step.results())
     ['loss', 'mean_absolute_error']
     """
-    if loss_fn is None:
-        loss = get_loss(loss)
-        if loss is None:
-            raise ValueError("Give `loss` or `loss_fn`. Received: loss=None, loss_fn=None")
-        loss_fn = make_default_loss_fn(loss, model)
-        extra = ("nll", "kl") if variational_layers(model) else ()
-    else:
-        extra = tuple(getattr(loss_fn, "mean_logs", ()))
+    loss_fn, extra = _resolve_loss_fn(model, loss, loss_fn)
     return TestStep(model, loss_fn, _Trackers(get_metrics(metrics), extra))
