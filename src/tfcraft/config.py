@@ -27,6 +27,7 @@ trainer.epochs: expected an integer >= 1, got -3
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import os
@@ -428,10 +429,9 @@ def parse_override(text: str) -> tuple[list[str | int], object]:
     except yaml.YAMLError:
         value = raw  # not YAML: keep the text as a string
     if isinstance(value, str):
-        try:
-            value = float(value) if value.lower() in ("inf", "-inf", "nan") else value
-        except ValueError:
-            pass
+        # YAML 1.1 reads `1e-3` as text; a user who types it means the number.
+        with contextlib.suppress(ValueError):
+            value = float(value)
     return [int(p) if p.isdigit() else p for p in parts], value
 
 

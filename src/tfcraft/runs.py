@@ -19,7 +19,7 @@ Example:
 
 >>> import tempfile
 >>> with RunDirectory.open(tempfile.mkdtemp()) as run:
-...     run.write_json("results.json", {"loss": 0.5})
+...     _ = run.write_json("results.json", {"loss": 0.5})
 ...     run.read_json("results.json")
 {'loss': 0.5}
 """

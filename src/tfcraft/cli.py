@@ -1,0 +1,139 @@
+"""The `tfcraft` command: parse arguments, call the library, write files; no math here.
+
+Exit codes: 0 success, 1 failure during a run, 2 usage or config error. Errors
+are one clear message on stderr; `--debug` shows the traceback.
+
+Example:
+
+>>> build_parser().parse_args(["train", "configs/bnn_regression.yaml", "--set",
+...                            "trainer.epochs=1"]).overrides
+['trainer.epochs=1']
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+
+__all__ = ["build_parser", "main"]
+
+_EPILOG = """examples:
+  tfcraft train configs/bnn_regression.yaml --set trainer.epochs=5
+  tfcraft predict runs/bnn_regression --input rows.csv --output preds.csv
+  tfcraft report runs/bnn_regression
+exit codes: 0 success, 1 failure during a run, 2 usage or config error"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every sub-command."""
+    from tfcraft import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="tfcraft",
+        description="Custom models and training on TensorFlow 2.21 / Keras 3, from YAML configs.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"tfcraft {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a model from a YAML config")
+    train.add_argument("config", type=Path, help="the YAML config (see configs/)")
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (value parsed as YAML)",
+    )
+    train.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its latest checkpoint"
+    )
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start again in a run directory that holds an earlier run",
+    )
+    train.add_argument("--out", type=Path, help="run directory (default runs/NAME)")
+    train.add_argument("--quiet", action="store_true", help="no progress output")
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a finished run")
+    evaluate.add_argument("run_dir", type=Path)
+    evaluate.add_argument("--data", help="a .csv/.npy/.npz file with the target column")
+
+    predict = commands.add_parser("predict", help="predict for rows without a target")
+    predict.add_argument("run_dir", type=Path)
+    predict.add_argument("--input", required=True, help=".csv, .npy or .npz (array x)")
+    predict.add_argument("--output", required=True, help="CSV file to write")
+
+    report = commands.add_parser("report", help="rebuild report.html of a run directory")
+    report.add_argument("run_dir", type=Path)
+    return parser
+
+
+def _run(args) -> int:
+    from tfcraft import commands
+    from tfcraft.config import load_config
+
+    if args.command == "train":
+        config = load_config(args.config, "train", args.overrides)
+        out = args.out or Path("runs") / config.name
+        results = commands.train(
+            config,
+            out,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            verbose=0 if args.quiet else 1,
+        )
+        _print_metrics(results["metrics"])
+        print(f"report: {results['report']}")
+    elif args.command == "evaluate":
+        _print_metrics(commands.evaluate_run(args.run_dir, args.data))
+    elif args.command == "predict":
+        path = commands.predict_run(args.run_dir, args.input, args.output)
+        print(f"predictions: {path}")
+    elif args.command == "report":
+        print(f"report: {commands.report_run(args.run_dir)}")
+    return 0
+
+
+def _print_metrics(metrics: dict) -> None:
+    for key, value in metrics.items():
+        text = f"{value:.4g}" if isinstance(value, float) else str(value)
+        print(f"  {key:<32} {text}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns (and exits with) the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        from tfcraft.config import ConfigError
+        from tfcraft.runs import RunLockedError
+
+        try:
+            code = _run(args)
+        except (ConfigError, RunLockedError) as error:
+            if args.debug:
+                traceback.print_exc()
+            for line in str(error).splitlines():
+                print(f"tfcraft: error: {line}", file=sys.stderr)
+            code = 2
+    except KeyboardInterrupt:
+        print("tfcraft: interrupted", file=sys.stderr)
+        code = 1
+    except Exception as error:
+        if args.debug:
+            traceback.print_exc()
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        message = lines[-1] if lines else ""  # TF puts the cause on the last line
+        print(f"tfcraft: error: {type(error).__name__}: {message}", file=sys.stderr)
+        print("tfcraft: (run again with --debug for the traceback)", file=sys.stderr)
+        code = 1
+    if argv is None:
+        sys.exit(code)
+    return code

@@ -1,0 +1,86 @@
+"""`report.html`: one self-contained page (images as data URIs, no network, no script deps).
+
+Example:
+
+>>> page = page_html("run", [("Metrics", table([{"metric": "rmse", "value": 1.5}]))], [])
+>>> page.startswith("<!DOCTYPE html>") and "http" not in page
+True
+"""
+
+from __future__ import annotations
+
+import base64
+import html as html_lib
+import json
+import math
+from pathlib import Path
+
+from tfcraft._io import write_text_atomic
+
+__all__ = ["build_report", "page_html", "table"]
+
+_STYLE = (
+    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+    "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;"
+    "text-align:right}th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}"
+)
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return "n/a" if not math.isfinite(value) else f"{value:.4g}"
+    return html_lib.escape(str(value))
+
+
+def table(rows: list[dict]) -> str:
+    """An HTML table of rows (dicts with the same keys)."""
+    if not rows:
+        return "<p>(empty)</p>"
+    keys = list(rows[0])
+    head = "".join(f"<th>{html_lib.escape(str(k))}</th>" for k in keys)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_cell(row.get(k, ''))}</td>" for k in keys) + "</tr>"
+        for row in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _image(path: Path) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    alt = html_lib.escape(Path(path).stem.replace("_", " "))
+    image = f'<img alt="{alt}" src="data:image/png;base64,{data}">'
+    return f"<figure>{image}<figcaption>{alt}</figcaption></figure>"
+
+
+def page_html(title: str, sections: list[tuple[str, str]], images: list[Path]) -> str:
+    """The whole page: title, sections of HTML, then every image embedded."""
+    parts = [f"<h2>{html_lib.escape(name)}</h2>{content}" for name, content in sections]
+    figures = "".join(_image(path) for path in images)
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>{html_lib.escape(title)}</title><style>{_STYLE}</style></head><body>"
+        f"<h1>{html_lib.escape(title)}</h1>{''.join(parts)}<h2>Plots</h2>{figures}</body></html>"
+    )
+
+
+def build_report(run_path: str | Path) -> Path:
+    """Write `report.html` of a run directory from its files; returns its path.
+
+    Reads `results.json` (`title`, `summary`, `metrics`, `tables`), `metrics.jsonl`
+    and every `plots/*.png` (made by the command that ran, or by `make_plots`).
+    """
+    run_path = Path(run_path)
+    results = json.loads((run_path / "results.json").read_text(encoding="utf-8"))
+    sections = []
+    if results.get("summary"):
+        sections.append(("Summary", f"<p>{html_lib.escape(results['summary'])}</p>"))
+    metrics = results.get("metrics", {})
+    if metrics:
+        rows = [{"metric": k, "value": v} for k, v in metrics.items()]
+        sections.append(("Final metrics", table(rows)))
+    for name, rows in results.get("tables", {}).items():
+        sections.append((name, table(rows)))
+    images = sorted((run_path / "plots").glob("*.png")) if (run_path / "plots").is_dir() else []
+    page = page_html(results.get("title", run_path.name), sections, images)
+    write_text_atomic(run_path / "report.html", page)
+    return run_path / "report.html"
