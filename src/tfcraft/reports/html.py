@@ -26,6 +26,16 @@ _STYLE = (
 )
 
 
+# Inline, no network: records script errors and each image's natural size in DOM
+# attributes, which the browser test reads back from Chromium's `--dump-dom`.
+_CHECK_SCRIPT = (
+    "window.addEventListener('error',function(e){document.body.dataset.errors="
+    "(document.body.dataset.errors||'')+e.message+';'});"
+    "window.addEventListener('load',function(){document.body.dataset.imageWidths="
+    "Array.from(document.images).map(function(i){return i.naturalWidth}).join(',')});"
+)
+
+
 def _cell(value) -> str:
     if isinstance(value, float):
         return "n/a" if not math.isfinite(value) else f"{value:.4g}"
@@ -59,7 +69,8 @@ def page_html(title: str, sections: list[tuple[str, str]], images: list[Path]) -
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>{html_lib.escape(title)}</title><style>{_STYLE}</style></head><body>"
-        f"<h1>{html_lib.escape(title)}</h1>{''.join(parts)}<h2>Plots</h2>{figures}</body></html>"
+        f"<h1>{html_lib.escape(title)}</h1>{''.join(parts)}<h2>Plots</h2>{figures}"
+        f"<script>{_CHECK_SCRIPT}</script></body></html>"
     )
 
 
