@@ -48,6 +48,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfcraft._validation import check_choice, check_positive_int
+from tfcraft.layers.walk import iter_layers
 from tfcraft.rl.heads import (
     categorical_distribution,
     clip_to_support,
@@ -142,16 +143,13 @@ def _linear(units: int, gain: float, seed: int | None, name: str) -> keras.layer
     )
 
 
-def _seed_generators(model) -> list:
-    """Seed generators of the layers that draw random numbers (public attributes)."""
-    found, stack = [], [model]
-    while stack:
-        layer = stack.pop()
-        generator = getattr(layer, "seed_generator", None)
-        if getattr(layer, "stochastic", False) and generator is not None:
-            found.append(generator)
-        stack.extend(getattr(layer, "layers", []))
-    return found
+def _stochastic_generators(model) -> list:
+    """Seed generators of the stochastic (e.g. variational) layers of `model`."""
+    return [
+        layer.seed_generator
+        for layer in iter_layers(model)
+        if getattr(layer, "stochastic", False) and getattr(layer, "seed_generator", None)
+    ]
 
 
 class ActorCriticPolicy(keras.Model):
@@ -208,7 +206,7 @@ class ActorCriticPolicy(keras.Model):
             self.critic_network = _mlp(self.hidden_sizes, activation, _offset(seed, 50), "critic")
         self.value_head = _linear(1, 1.0, _offset(seed, 90), "value_head")
         self._build_head()
-        self._generators = _seed_generators(self.actor_network)
+        self._generators = _stochastic_generators(self.actor_network)
         self._held = [
             tf.Variable(g.state.value, trainable=False, name="held_noise_state")
             for g in self._generators
@@ -303,7 +301,7 @@ class ActorCriticPolicy(keras.Model):
             function = tf.function(
                 lambda o, s: self._act(o, s, deterministic),
                 input_signature=signature,
-                jit_compile=not _seed_generators(self),
+                jit_compile=not _stochastic_generators(self),
             ).get_concrete_function()  # calling the concrete function skips argument binding
             self._act_functions[deterministic] = function
         obs = np.asarray(obs, np.float32).reshape(-1, self.observation_size)
