@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--input", required=True, help=".csv, .npy or .npz (array x)")
     predict.add_argument("--output", required=True, help="CSV file to write")
 
+    detect = commands.add_parser("detect", help="fit and evaluate an anomaly detector")
+    detect.add_argument("config", type=Path)
+    detect.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    detect.add_argument("--out", type=Path, help="run directory (default runs/NAME)")
+
     report = commands.add_parser("report", help="rebuild report.html of a run directory")
     report.add_argument("run_dir", type=Path)
     return parser
@@ -96,6 +101,13 @@ def _run(args) -> int:
     elif args.command == "predict":
         path = commands.predict_run(args.run_dir, args.input, args.output)
         print(f"predictions: {path}")
+    elif args.command == "detect":
+        from tfcraft.commands.detect import detect
+
+        config = load_config(args.config, "detect", args.overrides)
+        results = detect(config, args.out or Path("runs") / config.name)
+        _print_metrics(results["metrics"])
+        print(f"report: {results['report']}")
     elif args.command == "report":
         print(f"report: {commands.report_run(args.run_dir)}")
     return 0

@@ -138,3 +138,15 @@ def test_classification_config_with_custom_layer_loss_metric(tmp_path):
     metrics = json.loads((tmp_path / "c" / "results.json").read_text())["metrics"]
     assert 0.0 <= metrics["test_precision"] <= 1.0 and 0.0 <= metrics["test_ece"] <= 1.0
     assert (tmp_path / "c" / "plots" / "reliability.png").is_file()
+
+
+@pytest.mark.timeout(300)
+def test_detect_config_writes_roc_pr_report(tmp_path):
+    completed = tfcraft("detect", "configs/detect_breastw.yaml", "--out", tmp_path / "d")
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    metrics = json.loads((tmp_path / "d" / "results.json").read_text())["metrics"]
+    assert 0.5 < metrics["test_roc_auc"] <= 1.0 and 0.0 <= metrics["test_fpr_at_threshold"] <= 1
+    assert (tmp_path / "d" / "plots" / "detector_curves.png").is_file()
+    assert "data:image/png;base64," in (tmp_path / "d" / "report.html").read_text()
+    bad = tfcraft("detect", "configs/detect_breastw.yaml", "--set", "detector=Nope")
+    assert bad.returncode == 2 and "detector: expected one of" in bad.stderr

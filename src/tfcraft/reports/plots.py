@@ -103,3 +103,26 @@ def prediction_bands(y_true, mean, lower, upper, folder: Path, level: float) -> 
     axis.set_title("Prediction vs truth (test)")
     axis.legend()
     return _save(figure, Path(folder) / "prediction_vs_truth.png")
+
+
+def detector_curves(y_true, scores, folder: Path) -> Path:
+    """ROC and precision-recall curves and the score histogram of inliers and outliers."""
+    from sklearn import metrics as skm
+
+    y_true, scores = np.asarray(y_true), np.asarray(scores)
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fpr, tpr, _ = skm.roc_curve(y_true, scores)
+    axes[0].plot(fpr, tpr)
+    axes[0].plot([0, 1], [0, 1], "k--")
+    axes[0].set(title=f"ROC (AUC {skm.auc(fpr, tpr):.3f})", xlabel="FPR", ylabel="TPR")
+    precision, recall, _ = skm.precision_recall_curve(y_true, scores)
+    axes[1].plot(recall, precision)
+    axes[1].set(title="Precision-recall", xlabel="recall", ylabel="precision")
+    finite = np.isfinite(scores)
+    bins = np.histogram_bin_edges(scores[finite], bins=30)
+    axes[2].hist(scores[finite & (y_true == 0)], bins=bins, alpha=0.6, label="inliers")
+    axes[2].hist(scores[finite & (y_true == 1)], bins=bins, alpha=0.6, label="outliers")
+    axes[2].set(title="Anomaly scores", xlabel="score")
+    axes[2].legend()
+    figure.tight_layout()
+    return _save(figure, Path(folder) / "detector_curves.png")
