@@ -75,6 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     detect.add_argument("--out", type=Path, help="run directory (default runs/NAME)")
 
+    rl = commands.add_parser("rl", help="train a reinforcement-learning agent")
+    rl.add_argument("config", type=Path)
+    rl.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    rl.add_argument("--out", type=Path, help="run directory (default runs/NAME)")
+
+    recipe = commands.add_parser("recipe", help="run the healthcare or finance recipe")
+    recipe.add_argument("name", choices=("healthcare", "finance"))
+    recipe.add_argument("--out", type=Path, help="run directory (default runs/recipe_NAME)")
+    recipe.add_argument("--full", action="store_true", help="the full budget (default: quick)")
+    recipe.add_argument("--seed", type=int, default=0)
+
     report = commands.add_parser("report", help="rebuild report.html of a run directory")
     report.add_argument("run_dir", type=Path)
     return parser
@@ -107,6 +118,20 @@ def _run(args) -> int:
         config = load_config(args.config, "detect", args.overrides)
         results = detect(config, args.out or Path("runs") / config.name)
         _print_metrics(results["metrics"])
+        print(f"report: {results['report']}")
+    elif args.command == "rl":
+        from tfcraft.commands.rl import rl
+
+        config = load_config(args.config, "rl", args.overrides)
+        results = rl(config, args.out or Path("runs") / config.name)
+        _print_metrics(results["metrics"])
+        print(f"report: {results['report']}")
+    elif args.command == "recipe":
+        from tfcraft.commands.recipe import recipe
+
+        out = args.out or Path("runs") / f"recipe_{args.name}"
+        results = recipe(args.name, out, quick=not args.full, seed=args.seed)
+        print(results["summary"])
         print(f"report: {results['report']}")
     elif args.command == "report":
         print(f"report: {commands.report_run(args.run_dir)}")

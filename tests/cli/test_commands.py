@@ -150,3 +150,25 @@ def test_detect_config_writes_roc_pr_report(tmp_path):
     assert "data:image/png;base64," in (tmp_path / "d" / "report.html").read_text()
     bad = tfcraft("detect", "configs/detect_breastw.yaml", "--set", "detector=Nope")
     assert bad.returncode == 2 and "detector: expected one of" in bad.stderr
+
+
+@pytest.mark.timeout(300)
+def test_rl_config_with_custom_reward_writes_return_curve(tmp_path):
+    completed = tfcraft(
+        "rl",
+        "configs/rl_cartpole.yaml",
+        "--set",
+        "total_timesteps=512",
+        "--set",
+        "eval_episodes=2",
+        "--set",
+        "agent.n_steps=64",
+        "--out",
+        tmp_path / "r",
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    metrics = json.loads((tmp_path / "r" / "results.json").read_text())["metrics"]
+    assert metrics["timesteps"] == 512 and metrics["eval_mean_return"] >= 1.0
+    rows = (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+    assert rows and all(math.isfinite(json.loads(r)["episode_return"] or 0) for r in rows)
+    assert (tmp_path / "r" / "plots" / "learning_curves.png").is_file()
