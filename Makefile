@@ -19,7 +19,7 @@ $(STAMP): $(PY) pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m tfcraft.demo
+	$(VENV)/bin/tfcraft demo
 
 test: $(STAMP)
 	$(PY) -m pytest --durations=15

@@ -40,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    demo = commands.add_parser("demo", help="the whole chapter end to end on bundled data")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"))
+    demo.add_argument("--quick", action="store_true", help="tiny budgets (well under a minute)")
+
     train = commands.add_parser("train", help="train a model from a YAML config")
     train.add_argument("config", type=Path, help="the YAML config (see configs/)")
     train.add_argument(
@@ -95,7 +99,11 @@ def _run(args) -> int:
     from tfcraft import commands
     from tfcraft.config import load_config
 
-    if args.command == "train":
+    if args.command == "demo":
+        from tfcraft.commands.demo import demo
+
+        demo(args.out, quick=args.quick)
+    elif args.command == "train":
         config = load_config(args.config, "train", args.overrides)
         out = args.out or Path("runs") / config.name
         results = commands.train(

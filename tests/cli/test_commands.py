@@ -172,3 +172,12 @@ def test_rl_config_with_custom_reward_writes_return_curve(tmp_path):
     rows = (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
     assert rows and all(math.isfinite(json.loads(r)["episode_return"] or 0) for r in rows)
     assert (tmp_path / "r" / "plots" / "learning_curves.png").is_file()
+
+
+@pytest.mark.timeout(600)
+def test_demo_quick_runs_every_part(tmp_path):
+    completed = tfcraft("demo", "--quick", "--out", tmp_path / "demo", timeout=550)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    for part in ("custom_classification", "bnn_regression", "detect_breastw", "rl_cartpole"):
+        assert f"[{part}]" in completed.stdout
+        assert (tmp_path / "demo" / part / "report.html").is_file()
