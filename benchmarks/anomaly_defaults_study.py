@@ -60,7 +60,7 @@ def dev_set(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def synthetic_mixture(share: float, seed: int, n: int = 1200, d: int = 8):
-    """Two correlated Gaussian clusters; outliers half from a wide Gaussian, half a shifted cluster."""
+    """Two correlated Gaussian clusters; outliers: half a wide Gaussian, half a shifted cluster."""
     rng = np.random.default_rng(seed)
     num_out = int(share * n)
     num_in = n - num_out
@@ -144,7 +144,8 @@ def main(argv=None) -> None:
     text = (
         "# Anomaly detector defaults study (development sets, not the benchmark's eight)\n\n"
         f"Command: `/tmp/bench .venv/bin/python benchmarks/anomaly_defaults_study.py"
-        f"{' --quick' if quick else ''}`; {splits} stratified 60/40 split(s) per set, test ROC-AUC; "
+        f"{' --quick' if quick else ''}`; {splits} stratified 60/40 split(s) per set, "
+        "test ROC-AUC; "
         f"1 core, 1 thread; {machine_summary()}.\n\n{table}\n"
     )
     print(text)

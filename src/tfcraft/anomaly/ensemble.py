@@ -84,7 +84,8 @@ class EnsembleDetector(Detector):
     def _fit_model(self, X, X_val, seed: int, like=None):
         if self.combine not in ("rank", "zscore"):
             raise ValueError(
-                f"Argument `combine` must be one of ['rank', 'zscore']. Received: combine={self.combine!r}"
+                "Argument `combine` must be one of ['rank', 'zscore']. "
+                f"Received: combine={self.combine!r}"
             )
         rng = np.random.default_rng(seed)
         fitted = []

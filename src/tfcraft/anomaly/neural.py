@@ -73,7 +73,7 @@ def check_neural_params(detector) -> None:
 def split_validation(X: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A seeded `VALIDATION_FRACTION` split of `X` for early stopping: `(train, validation)`."""
     order = np.random.default_rng(seed).permutation(len(X))
-    num_val = max(1, int(round(VALIDATION_FRACTION * len(X))))
+    num_val = max(1, round(VALIDATION_FRACTION * len(X)))
     return X[order[num_val:]], X[order[:num_val]]
 
 
@@ -129,6 +129,7 @@ class CompiledScorer:
         self.chunk_size = chunk_size
 
     def __call__(self, X) -> np.ndarray:
+        """Scores of `X` (an array or a `tf.data.Dataset`) through one cached function."""
         if isinstance(X, tf.data.Dataset):
             parts = [self._function(tf.cast(_features(b), tf.float32)).numpy() for b in X]
             return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
