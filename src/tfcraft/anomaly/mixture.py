@@ -49,7 +49,7 @@ class GaussianMixtureDetector(Detector):
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> X = np.concatenate([rng.normal(size=(300, 3)), rng.normal(6.0, 1.0, size=(30, 3))])
-    >>> detector = GaussianMixtureDetector(seed=0).fit(X)
+    >>> detector = GaussianMixtureDetector(num_components=1, seed=0).fit(X)
     >>> detector.n_components_
     1
     >>> bool(detector.anomaly_score(X[300:]).min() > detector.anomaly_score(X[:300]).max())
