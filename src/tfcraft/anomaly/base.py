@@ -364,26 +364,26 @@ class Detector(OutlierMixin, BaseEstimator):
     # ------------------------------------------------------- subclass hooks
     def _fit_model(self, X: np.ndarray, X_val: np.ndarray | None, seed: int, like=None):
         """Fit one model; `like` is the final model when fitting a calibration fold."""
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: each detector implements it
 
     def _log_prob(self, model, X: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: each detector implements it
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         """Log-likelihood under the final model (a subclass may use a compiled path)."""
         return self._log_prob(self.model_, X)
 
     def _sample(self, num: int, rng: np.random.Generator) -> np.ndarray:
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: each detector implements it
 
     def _explain(self, X: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: each detector implements it
 
     def _get_state(self) -> dict[str, np.ndarray]:
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: each detector implements it
 
     def _set_state(self, state: dict[str, np.ndarray]):
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: each detector implements it
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
