@@ -200,7 +200,6 @@ class Trainer:
             else TrainingCheckpoints(checkpoint_dir, max_to_keep=self.max_to_keep)
         )
 
-    # ----------------------------------------------------------------- weights
     def get_weights(self) -> list[np.ndarray]:
         """Model weights as NumPy arrays (trainable variables for a `tf.Module`)."""
         if hasattr(self.model, "get_weights"):
@@ -234,7 +233,6 @@ class Trainer:
             raise ValueError("`restore_latest` needs `checkpoint_dir`. Received: None")
         return self._checkpoints.restore_latest(self)
 
-    # ------------------------------------------------------------------- setup
     def _ensure_built(self, data, for_training: bool = True) -> None:
         if isinstance(data, data_lib.ArrayData):
             sample = tf.nest.map_structure(lambda t: t[:2], data.tensors[0])
@@ -316,7 +314,6 @@ class Trainer:
             return not draws_random_numbers(self.model)
         return self.jit_compile
 
-    # --------------------------------------------------------------------- fit
     def fit(
         self,
         data: object,
@@ -546,7 +543,6 @@ class Trainer:
             loop.build(jit_compile=False)
             return run()
 
-    # ---------------------------------------------------------- eval / predict
     def _evaluate(self, evaluator, dataset, callbacks) -> dict[str, float]:
         callbacks.on_test_begin()
         array = isinstance(evaluator, ArrayEvaluator)
