@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_json_atomic", "write_text_atomic"]
+__all__ = ["replace_folder_atomic", "write_json_atomic", "write_text_atomic"]
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -85,3 +86,19 @@ def write_json_atomic(path: str | os.PathLike, payload: Any, *, allow_nan: bool 
     """
     text = json.dumps(payload, indent=2, sort_keys=True, allow_nan=allow_nan)
     write_text_atomic(path, text)
+
+
+def replace_folder_atomic(new: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Move the finished folder `new` to `path`, replacing an old folder.
+
+    The old folder is renamed aside first, then `new` takes its name: after a
+    crash there is the old folder or the new one, never half of one.
+    """
+    new, path = Path(new), Path(path)
+    if not path.exists():
+        os.replace(new, path)
+        return
+    old = path.with_name(f".{path.name}.old-{os.getpid()}")
+    os.replace(path, old)
+    os.replace(new, path)  # the only moment `path` is absent; never half-written
+    shutil.rmtree(old, ignore_errors=True)

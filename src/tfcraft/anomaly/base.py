@@ -31,6 +31,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from tfcraft._io import replace_folder_atomic
+
 __all__ = ["Detector", "check_contamination", "load_detector"]
 
 _CONFIG = "config.json"
@@ -317,7 +319,7 @@ class Detector(OutlierMixin, BaseEstimator):
         try:
             np.savez(tmp / _WEIGHTS, **arrays)
             (tmp / _CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
-            _swap_in(tmp, path)
+            replace_folder_atomic(tmp, path)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -474,14 +476,3 @@ def _params_from_json(params: dict, path: Path) -> dict:
             value = tuple(value[_TUPLE])
         out[key] = value
     return out
-
-
-def _swap_in(new: Path, path: Path) -> None:
-    """Rename the finished folder `new` to `path`; an old `path` is moved aside first."""
-    if not path.exists():
-        os.replace(new, path)
-        return
-    aside = path.with_name(f".{path.name}.previous-{os.getpid()}")
-    os.replace(path, aside)
-    os.replace(new, path)
-    shutil.rmtree(aside, ignore_errors=True)

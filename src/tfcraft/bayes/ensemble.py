@@ -33,6 +33,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from tfcraft._io import replace_folder_atomic
 from tfcraft._validation import check_positive_int, check_seed
 from tfcraft.bayes._joint import (
     joint_data,
@@ -283,7 +284,7 @@ class DeepEnsemble:
                 "build_model": getattr(self.build_model, "__qualname__", None),
             }
             (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-            _replace_folder(tmp, path)
+            replace_folder_atomic(tmp, path)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -348,14 +349,3 @@ def _fresh_optimizer(optimizer):
     if isinstance(optimizer, str):
         return optimizer
     return type(optimizer).from_config(optimizer.get_config())
-
-
-def _replace_folder(new: Path, path: Path) -> None:
-    """Move the finished folder `new` to `path`, replacing an old folder atomically."""
-    if not path.exists():
-        os.replace(new, path)
-        return
-    old = path.with_name(f".{path.name}.old-{os.getpid()}")
-    os.replace(path, old)
-    os.replace(new, path)  # the only moment `path` is absent; never half-written
-    shutil.rmtree(old, ignore_errors=True)
