@@ -96,17 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args) -> int:
-    from tfcraft import commands
+    from tfcraft.cli import train as run_commands
     from tfcraft.config import load_config
 
     if args.command == "demo":
-        from tfcraft.commands.demo import demo
+        from tfcraft.cli.demo import demo
 
         demo(args.out, quick=args.quick)
     elif args.command == "train":
         config = load_config(args.config, "train", args.overrides)
         out = args.out or Path("runs") / config.name
-        results = commands.train(
+        results = run_commands.train(
             config,
             out,
             resume=args.resume,
@@ -116,33 +116,33 @@ def _run(args) -> int:
         _print_metrics(results["metrics"])
         print(f"report: {results['report']}")
     elif args.command == "evaluate":
-        _print_metrics(commands.evaluate_run(args.run_dir, args.data))
+        _print_metrics(run_commands.evaluate_run(args.run_dir, args.data))
     elif args.command == "predict":
-        path = commands.predict_run(args.run_dir, args.input, args.output)
+        path = run_commands.predict_run(args.run_dir, args.input, args.output)
         print(f"predictions: {path}")
     elif args.command == "detect":
-        from tfcraft.commands.detect import detect
+        from tfcraft.cli.detect import detect
 
         config = load_config(args.config, "detect", args.overrides)
         results = detect(config, args.out or Path("runs") / config.name)
         _print_metrics(results["metrics"])
         print(f"report: {results['report']}")
     elif args.command == "rl":
-        from tfcraft.commands.rl import rl
+        from tfcraft.cli.rl import rl
 
         config = load_config(args.config, "rl", args.overrides)
         results = rl(config, args.out or Path("runs") / config.name)
         _print_metrics(results["metrics"])
         print(f"report: {results['report']}")
     elif args.command == "recipe":
-        from tfcraft.commands.recipe import recipe
+        from tfcraft.cli.recipe import recipe
 
         out = args.out or Path("runs") / f"recipe_{args.name}"
         results = recipe(args.name, out, quick=not args.full, seed=args.seed)
         print(results["summary"])
         print(f"report: {results['report']}")
     elif args.command == "report":
-        print(f"report: {commands.report_run(args.run_dir)}")
+        print(f"report: {run_commands.report_run(args.run_dir)}")
     return 0
 
 

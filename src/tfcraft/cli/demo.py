@@ -28,9 +28,9 @@ def _config(name: str, kind: str, overrides: list[str]):
 
 def demo(out: str | Path = "runs/demo", quick: bool = False, say=print) -> dict[str, dict]:
     """Run every part; print what each achieved; return each part's results."""
-    from tfcraft.commands.detect import detect
-    from tfcraft.commands.rl import rl
-    from tfcraft.commands.train import train
+    from tfcraft.cli.detect import detect
+    from tfcraft.cli.rl import rl
+    from tfcraft.cli.train import train
 
     out = Path(out)
     done: dict[str, dict] = {}
@@ -73,7 +73,7 @@ def demo(out: str | Path = "runs/demo", quick: bool = False, say=print) -> dict[
         )
         say(f"[{name}] {numbers}\n    report: {results['report']}")
     if not quick:
-        from tfcraft.commands.recipe import RECIPES, recipe
+        from tfcraft.cli.recipe import RECIPES, recipe
 
         for name in RECIPES:
             results = recipe(name, out / f"recipe_{name}", quick=True)
