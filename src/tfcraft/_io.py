@@ -55,6 +55,11 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        if error.filename is None:  # e.g. ENOSPC from fsync: say which file
+            raise type(error)(error.errno, error.strerror or str(error), str(path)) from error
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -1,5 +1,7 @@
 """Built-in callbacks: history, progress, early stopping, NaN guard, loggers, LR schedule.
 
+`NanGuard` lives in `nan_guard.py` and is re-exported here.
+
 Every callback here follows the contract in `callbacks_base`: hooks receive logs
 of Python floats (`loss`, metrics, `grad_norm`, `learning_rate`,
 `nonfinite_steps`, validation entries prefixed `val_`), and stateful callbacks
@@ -32,6 +34,7 @@ from tfcraft._validation import check_choice
 from tfcraft.training.callbacks_base import Callback, CallbackList
 from tfcraft.training.early_stopping import EarlyStopping
 from tfcraft.training.loggers import CSVLogger, JSONLLogger, TensorBoard, check_update_freq
+from tfcraft.training.nan_guard import NanGuard
 
 __all__ = [
     "CSVLogger",
@@ -235,78 +238,6 @@ class ProgressBar(Callback):
     def _write(self, text: str) -> None:
         self.stream.write(text)
         self.stream.flush()
-
-
-class NanGuard(Callback):
-    """Guard against non-finite losses and gradients.
-
-    Having this callback makes the Trainer build steps that never apply a
-    non-finite update (`skips_nonfinite_updates = True`). After each call it
-    reads `logs["nonfinite_steps"]` (or, if absent, checks that `loss` is
-    finite) and acts by `policy`:
-
-    - `"raise"`: raise `FloatingPointError` naming the step;
-    - `"stop"`: set `trainer.stop_training = True` and end `fit`;
-    - `"skip"`: carry on; the bad updates were not applied.
-
-    `skipped_steps` counts them all and is saved with each checkpoint.
-
-    Example:
-
-    >>> import types
-    >>> trainer = types.SimpleNamespace(stop_training=False, step=7)
-    >>> guard = NanGuard(policy="stop")
-    >>> guard.set_trainer(trainer)
-    >>> guard.on_train_batch_end(6, {"loss": float("nan"), "nonfinite_steps": 1.0})
-    >>> trainer.stop_training, guard.skipped_steps
-    (True, 1)
-
-    Args:
-        policy: One of `"raise"`, `"skip"`, `"stop"`. Defaults to `"raise"`.
-    """
-
-    skips_nonfinite_updates = True
-    POLICIES = ("raise", "skip", "stop")
-
-    @property
-    def epoch_sync(self) -> bool:
-        """`"raise"` and `"stop"` must act before the next epoch runs; `"skip"` only counts."""
-        return self.policy != "skip"
-
-    def __init__(self, policy: str = "raise") -> None:
-        super().__init__()
-        self.policy = check_choice("policy", policy, self.POLICIES)
-        self.skipped_steps = 0
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        """Count non-finite steps and apply the policy."""
-        logs = logs or {}
-        if "nonfinite_steps" in logs:
-            bad = int(logs["nonfinite_steps"])
-        else:
-            bad = int(not math.isfinite(logs.get("loss", 0.0)))
-        if not bad:
-            return
-        self.skipped_steps += bad
-        if self.policy == "stop":
-            self.trainer.stop_training = True
-        elif self.policy == "raise":
-            step = getattr(self.trainer, "step", None)
-            epoch = getattr(self.trainer, "epoch", None)
-            raise FloatingPointError(
-                f"Non-finite loss or gradients in {bad} step(s) of the call ending at global "
-                f"step {step} (epoch {epoch}, batch {batch}); the update was not applied. "
-                f"Received: loss={logs.get('loss')!r}, grad_norm={logs.get('grad_norm')!r}. "
-                "Use NanGuard(policy='skip') to carry on or policy='stop' to end training."
-            )
-
-    def state_dict(self) -> dict[str, Any]:
-        """The count of skipped steps."""
-        return {"skipped_steps": self.skipped_steps}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue counting skipped steps."""
-        self.skipped_steps = int(state.get("skipped_steps", 0))
 
 
 def _takes_current_lr(schedule: Callable) -> bool:

@@ -30,6 +30,7 @@ from typing import Any
 import tensorflow as tf
 
 from tfcraft._io import write_json_atomic
+from tfcraft._locks import hold_folder_lock
 
 __all__ = ["CheckpointStore", "variable_signature", "write_json_atomic"]
 
@@ -114,11 +115,23 @@ class CheckpointStore:
                 return path
         return None
 
+    def lock(self) -> None:
+        """Become this folder's only writing process (`FolderLockedError` if another is)."""
+        hold_folder_lock(self.directory)
+
     def save(self, number: int, metadata: dict[str, Any]) -> str:
         """Write checkpoint `ckpt-<number>` with its sidecar; returns its prefix."""
+        self.lock()
         prefix = str(self.directory / f"ckpt-{number}")
         write_json_atomic(self.sidecar(prefix), metadata)  # before the index points to it
-        path = self.manager.save(checkpoint_number=number)
+        try:
+            path = self.manager.save(checkpoint_number=number)
+        except Exception as error:  # disk full, permission denied, ... in TF's writer
+            self.sidecar(prefix).unlink(missing_ok=True)
+            raise OSError(
+                f"Could not write checkpoint {prefix} ({type(error).__name__}: {error}). "
+                f"The previous checkpoint, {self.latest()}, is intact."
+            ) from error
         kept = {self.sidecar(p).name for p in self.checkpoints()}
         for stale in self.directory.glob("ckpt-*.json"):
             if stale.name not in kept:

@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from tfcraft.training.callbacks_base import CallbackList
 from tfcraft.training.checkpoint import CheckpointStore, variable_signature
+from tfcraft.training.nan_guard import first_nonfinite
 
 __all__ = ["ResumePoint", "TrainingCheckpoints"]
 
@@ -93,6 +94,7 @@ class TrainingCheckpoints:
         store = CheckpointStore(
             self.directory, _trackables(trainer, callbacks), max_to_keep=self.max_to_keep
         )
+        store.lock()  # before training: a second process is refused at once
         self._store = store
         latest = store.latest()
         if not resume:
@@ -136,6 +138,16 @@ class TrainingCheckpoints:
     def save(self, trainer, epoch: int, position: int, epoch_nonfinite: int, callbacks) -> None:
         """Write a checkpoint of the current state (a no-op before `open`)."""
         if self._store is None:
+            return
+        optimizer_variables = getattr(trainer.optimizer, "variables", None) or []
+        bad = first_nonfinite([*trainer.model.variables, *optimizer_variables])
+        if bad is not None:  # never a checkpoint a resume or a rollback would regret
+            warnings.warn(
+                f"Not writing checkpoint ckpt-{trainer.step} in {self.directory}: variable "
+                f"{bad!r} is not finite. The latest checkpoint, {self._store.latest()}, is kept.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
             return
         from tfcraft import __version__
 

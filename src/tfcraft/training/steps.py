@@ -277,6 +277,10 @@ class _Trackers:
         return {m.name: list(m.variables) for m in trackers if m.variables}
 
 
+def _false() -> tf.Tensor:
+    return tf.constant(False)
+
+
 def _all_finite(loss: tf.Tensor, grad_norm: tf.Tensor) -> tf.Tensor:
     return tf.logical_and(
         tf.reduce_all(tf.math.is_finite(tf.cast(loss, tf.float32))), tf.math.is_finite(grad_norm)
@@ -304,6 +308,12 @@ class TrainStep:
         self.trackers = _Trackers(metrics, extra)
         self._accumulators = []
         self._micro_step = None
+        # Under skip_nonfinite: float state the forward pass assigns (BatchNorm
+        # statistics), restored after a non-finite step; and the first non-finite
+        # tensor of the epoch (-1 none, 0 the loss, i + 1 gradient i) and its step.
+        self._guarded = [v for v in model.non_trainable_variables if "float" in str(v.dtype)]
+        self._calls = tf.Variable(0, dtype=tf.int64, trainable=False, name="calls")
+        self._first_bad = tf.Variable([-1, 0], dtype=tf.int64, trainable=False, name="first_bad")
         if accumulate_steps > 1:
             self._micro_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="micro_step")
             self._accumulators = [
@@ -323,6 +333,7 @@ class TrainStep:
     def reset_metrics(self) -> None:
         """Reset the running loss and metrics (start of an epoch)."""
         self.trackers.reset()
+        self._first_bad.assign(tf.constant([-1, 0], tf.int64))
 
     def results(self) -> dict[str, tf.Tensor]:
         """Running loss, `nll`/`kl` and metric values since the last reset."""
@@ -344,12 +355,15 @@ class TrainStep:
 
     def __call__(self, batch) -> dict[str, tf.Tensor]:
         """Run one step; returns `grad_norm`, `learning_rate`, `nonfinite` and extra logs."""
+        saved = [tf.identity(v) for v in self._guarded] if self.skip_nonfinite else []
         with tf.GradientTape() as tape:
             loss, logs = self.loss_fn(self.model, batch, True)
             loss = _check_scalar(loss, "value returned by `loss_fn`")
         grads = tape.gradient(loss, self.trainable_variables)
         micro_norm = clipping_lib.global_norm(grads)
         finite = _all_finite(loss, micro_norm)
+        if self.skip_nonfinite:
+            self._undo_if_nonfinite(finite, saved, loss, grads)
         if self.accumulate_steps == 1:
             grad_norm = micro_norm
             if self.skip_nonfinite:
@@ -358,14 +372,40 @@ class TrainStep:
                 self._apply(grads)
         else:
             grad_norm = self._accumulate(grads, micro_norm, finite)
-        self.trackers.update(loss, logs, batch)
         out = {"grad_norm": grad_norm, "nonfinite": tf.cast(tf.logical_not(finite), tf.int32)}
+        if self.skip_nonfinite:  # a skipped batch leaves the running loss and metrics alone
+            tf.cond(finite, lambda: self._update_trackers(loss, logs, batch), _false)
+            out["nonfinite_tensor"] = self._first_bad[0]
+            out["nonfinite_steps_ago"] = self._calls - self._first_bad[1]
+        else:
+            self.trackers.update(loss, logs, batch)
         if hasattr(self.optimizer, "learning_rate"):
             out["learning_rate"] = tf.cast(self.optimizer.learning_rate, tf.float32)
         for name, value in logs.items():
             if name not in ("y_pred", "nll", "kl"):
                 out[name] = value
         return out
+
+    def _update_trackers(self, loss, logs, batch):
+        self.trackers.update(loss, logs, batch)
+        return tf.constant(True)
+
+    def _undo_if_nonfinite(self, finite, saved, loss, grads) -> None:
+        """Restore the forward pass's float state and note the first bad tensor."""
+        self._calls.assign_add(1)
+        checks = [tf.math.is_finite(tf.cast(loss, tf.float32))]
+        checks += [tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None]
+        indices = [0] + [i + 1 for i, g in enumerate(grads) if g is not None]
+        first = tf.gather(tf.constant(indices, tf.int64), tf.argmin(tf.cast(checks, tf.int32)))
+
+        def undo():
+            for variable, value in zip(self._guarded, saved, strict=True):
+                variable.assign(value)
+            fresh = tf.equal(self._first_bad[0], -1)
+            self._first_bad.assign(tf.where(fresh, tf.stack([first, self._calls]), self._first_bad))
+            return tf.constant(True)
+
+        tf.cond(finite, _false, undo)
 
     def _accumulate(self, grads, micro_norm, finite) -> tf.Tensor:
         keep = finite if self.skip_nonfinite else tf.constant(True)

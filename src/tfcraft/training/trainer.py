@@ -277,7 +277,7 @@ class Trainer:
         if self._step is not None and self._skip == skip_nonfinite:
             return self._step
         if self.train_step is not None:
-            self._step = CustomStep(self.train_step, self.model)
+            self._step = CustomStep(self.train_step, self.model, skip_nonfinite)
         else:
             self._step = make_train_step(
                 self.model,
