@@ -129,7 +129,8 @@ def test_skip_also_undoes_a_custom_train_step(tmp_path):
 def test_raise_names_the_step_and_the_loss():
     x, y = data(poison_batch=2)
     trainer = Trainer(bn_model(), "sgd", loss="mse", seed=0, callbacks=[NanGuard()])
-    with pytest.raises(FloatingPointError, match=r"Non-finite loss at global step 3 \(epoch 0, batch 2\)"):
+    message = r"Non-finite loss at global step 3 \(epoch 0, batch 2\)"
+    with pytest.raises(FloatingPointError, match=message):
         trainer.fit((x, y), epochs=1, batch_size=BATCH, shuffle=False, verbose=0)
     assert all(np.all(np.isfinite(w)) for w in trainer.get_weights())
 
