@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,7 @@ class CheckpointStore:
             path = self.manager.save(checkpoint_number=number)
         except Exception as error:  # disk full, permission denied, ... in TF's writer
             self.sidecar(prefix).unlink(missing_ok=True)
+            shutil.rmtree(prefix + "_temp", ignore_errors=True)  # TF's partial files
             raise OSError(
                 f"Could not write checkpoint {prefix} ({type(error).__name__}: {error}). "
                 f"The previous checkpoint, {self.latest()}, is intact."
