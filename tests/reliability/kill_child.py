@@ -26,6 +26,7 @@ Kill points of `trainer` (N is a global step or an epoch):
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -232,9 +233,44 @@ def run_ensemble(directory, out, spec):
     print("DONE", ensemble.trainers[0].step, flush=True)
 
 
+class HoldAfterFirstCheckpoint(Callback):
+    """Prints READY after the first checkpoint, then waits until the file `release` exists."""
+
+    def __init__(self, release: Path) -> None:
+        super().__init__()
+        self.release, self.ready = release, False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.ready and self.trainer.step >= 3:
+            self.ready = True
+            print("READY", flush=True)
+            deadline = time.monotonic() + 120
+            while not self.release.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+
+def run_hold(directory, out, spec):
+    """Train into DIR (checkpoints) or hold the run directory DIR, until OUT exists."""
+    release = Path(out)
+    if spec == "run":
+        from tfcraft.runs import RunDirectory
+
+        with RunDirectory.open(directory) as run:
+            run.write_json("results.json", {"loss": 0.5})
+            print("READY", flush=True)
+            while not release.exists():
+                time.sleep(0.05)
+        return
+    trainer, train, _ = make_trainer(directory, [HoldAfterFirstCheckpoint(release)])
+    trainer.fit(train, epochs=2, batch_size=8, verbose=0)
+    np.savez(directory / "final.npz", *trainer.get_weights())
+    print("DONE", trainer.step, flush=True)
+
+
 def main(kind, directory, out, spec):
     tfcraft.enable_determinism(0)
-    runner = {"trainer": run_trainer, "rl": run_rl, "ensemble": run_ensemble}[kind]
+    runners = {"trainer": run_trainer, "rl": run_rl, "ensemble": run_ensemble, "hold": run_hold}
+    runner = runners[kind]
     runner(Path(directory) if "," not in directory else directory, out, spec)
 
 
