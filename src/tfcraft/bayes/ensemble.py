@@ -44,6 +44,7 @@ from tfcraft.bayes._joint import (
 )
 from tfcraft.bayes.predictive import Predictive, predict
 from tfcraft.layers import find_head
+from tfcraft.saving import load_model
 from tfcraft.training import clipping
 from tfcraft.training.callbacks import History
 from tfcraft.training.steps import get_loss
@@ -291,7 +292,7 @@ class DeepEnsemble:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> DeepEnsemble:
-        """Load an ensemble written by `save` (safe-mode `keras.saving.load_model`).
+        """Load an ensemble written by `save` (`tfcraft.saving.load_model`: safe mode).
 
         The loaded ensemble predicts and can be trained further; its
         `build_model` is None.
@@ -322,7 +323,7 @@ class DeepEnsemble:
         ensemble.num_members = int(manifest["num_members"])
         ensemble.seed = manifest["seed"]
         ensemble.seeds = [int(s) for s in manifest["seeds"]]
-        ensemble.members = [keras.saving.load_model(path / name) for name in manifest["members"]]
+        ensemble.members = [load_model(path / name) for name in manifest["members"]]
         ensemble.trainers, ensemble._settings = [], None
         return ensemble
 
