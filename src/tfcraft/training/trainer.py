@@ -26,6 +26,7 @@ from tfcraft.layers.walk import draws_random_numbers, set_num_train_examples, va
 from tfcraft.training import clipping as clipping_lib
 from tfcraft.training import data as data_lib
 from tfcraft.training.callbacks_base import Callback, CallbackList
+from tfcraft.training.distribute import Distribution
 from tfcraft.training.evaluation import ArrayEvaluator, Predictor
 from tfcraft.training.loop_parts import XLA_ERRORS, to_python_logs
 from tfcraft.training.loops import MAX_EPOCHS_PER_CALL, ArrayLoop
@@ -39,11 +40,8 @@ from tfcraft.training.resume import ResumePoint, TrainingCheckpoints
 from tfcraft.training.steps import (
     call_model,
     get_loss,
-    get_metrics,
-    get_optimizer,
     make_eval_step,
     make_test_step,
-    make_train_step,
 )
 
 __all__ = ["Trainer"]
@@ -110,6 +108,9 @@ class Trainer:
         checkpoint_dir: Folder for checkpoints; `None` disables them.
         checkpoint_every: Also checkpoint every this many global steps.
         max_to_keep: Checkpoints kept. Defaults to `3`.
+        strategy: A `tf.distribute.Strategy`, `"mirrored"` or `"multi_worker"`; `model`
+            may be a function building it (see `tfcraft.training.distribute`).
+        mixed_precision: `"mixed_float16"` or `"mixed_bfloat16"` (`training.precision`).
 
     Attributes:
         params: `{"epochs", "steps", "verbose"}` of the current `fit`.
@@ -137,7 +138,11 @@ class Trainer:
         checkpoint_dir: str | os.PathLike | None = None,
         checkpoint_every: int | None = None,
         max_to_keep: int = 3,
+        strategy: object = None,
+        mixed_precision: str | None = None,
     ) -> None:
+        self._distribution = Distribution(strategy, mixed_precision)
+        model = self._distribution.build_model(model, train_step)
         if not callable(model) or not hasattr(model, "trainable_variables"):
             raise TypeError(
                 "Argument `model` must be a `keras.Model` or a callable `tf.Module` with "
@@ -161,9 +166,9 @@ class Trainer:
             )
         seed = check_seed("seed", seed)
         self.model = model
-        self.optimizer = get_optimizer(optimizer) if optimizer is not None else None
+        self.optimizer = self._distribution.optimizer(optimizer)
         self.loss = get_loss(loss)
-        self.metrics = get_metrics(metrics)
+        self.metrics = self._distribution.metrics(metrics)
         self.loss_fn = loss_fn
         self.train_step = train_step
         self.clip = clipping_lib.get(clip)
@@ -197,7 +202,9 @@ class Trainer:
         self._checkpoints = (
             None
             if checkpoint_dir is None
-            else TrainingCheckpoints(checkpoint_dir, max_to_keep=self.max_to_keep)
+            else TrainingCheckpoints(
+                self._distribution.checkpoint_dir(checkpoint_dir), max_to_keep=self.max_to_keep
+            )
         )
 
     def get_weights(self) -> list[np.ndarray]:
@@ -246,7 +253,8 @@ class Trainer:
         unbuilt = not getattr(self.model, "built", True)
         if unbuilt or (for_training and not self.model.trainable_variables):
             try:
-                call_model(self.model, sample, training=False)
+                with self._distribution.scope():
+                    call_model(self.model, sample, training=False)
             except Exception as error:
                 shapes = [tuple(np.shape(v)) for v in tf.nest.flatten(sample)]
                 raise ValueError(
@@ -279,7 +287,7 @@ class Trainer:
         if self.train_step is not None:
             self._step = CustomStep(self.train_step, self.model, skip_nonfinite)
         else:
-            self._step = make_train_step(
+            self._step = self._distribution.make_train_step(
                 self.model,
                 self.optimizer,
                 self.loss,
@@ -311,8 +319,8 @@ class Trainer:
 
     def _use_xla(self) -> bool:
         if self.jit_compile == "auto":
-            return not draws_random_numbers(self.model)
-        return self.jit_compile
+            return self._distribution.use_xla(not draws_random_numbers(self.model))
+        return self._distribution.use_xla(self.jit_compile)
 
     def fit(
         self,
@@ -360,6 +368,7 @@ class Trainer:
         history, callbacks = self._fit_callbacks(verbose)
         skip = any(getattr(c, "skips_nonfinite_updates", False) for c in callbacks.callbacks)
         step = self._get_step(skip)
+        self._distribution.set_batch_size(train, batch_size)
         loop = self._loops.training_loop(
             step, train, batch_size, shuffle, drop_remainder, self.seed, self._use_xla()
         )
@@ -409,7 +418,7 @@ class Trainer:
         # History and the progress bar last, as in Keras: they see the logs that
         # other callbacks add at epoch end (a KL weight, say).
         history, extra = default_callbacks(verbose)
-        callbacks = CallbackList([*self.callbacks, *extra, history])
+        callbacks = CallbackList([*self._distribution.callbacks(self.callbacks), *extra, history])
         callbacks.set_trainer(self)
         return history, callbacks
 

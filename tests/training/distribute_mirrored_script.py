@@ -1,0 +1,102 @@
+"""Run by test_distribute.py in a fresh process: 2 logical CPUs must exist before TF starts.
+
+Trains the same small models with the Trainer on one device and under a
+2-replica `MirroredStrategy` (same global batch) and checks that weights and
+logs agree to 1e-5: default step with a metric and validation, a `loss_fn`,
+accumulation with global-norm clipping, a tf.data input, and mixed bfloat16.
+Prints one `ok <case>` line per case.
+"""
+
+import sys
+
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from tfcraft.training import Trainer  # noqa: E402
+
+
+def build():
+    init = keras.initializers.GlorotUniform
+    return keras.Sequential(
+        [
+            keras.Input((3,)),
+            keras.layers.Dense(8, activation="tanh", kernel_initializer=init(seed=1)),
+            keras.layers.Dense(1, kernel_initializer=init(seed=2)),
+        ]
+    )
+
+
+def data(n=21):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 3)).astype("float32")
+    y = (x @ np.array([[1.0], [-2.0], [0.5]]) + 0.1 * rng.normal(size=(n, 1))).astype("float32")
+    return x, y
+
+
+def l1_loss_fn(model, batch, training):
+    x, y = batch
+    y_pred = model(x, training=training)
+    l1 = 0.01 * tf.add_n([tf.reduce_sum(tf.abs(w)) for w in model.trainable_weights])
+    return tf.reduce_mean(tf.square(y - y_pred)) + l1, {"y_pred": y_pred, "l1": l1}
+
+
+CASES = {
+    "default": dict(loss="mse", metrics=["mae"]),
+    "loss_fn": dict(loss_fn=l1_loss_fn, metrics=["mae"]),
+    "accumulate_clip": dict(loss="mse", accumulate_steps=2, clip="global_norm:0.5"),
+}
+
+
+def train(strategy, case, fit_data=None, **extra):
+    kwargs = {**CASES[case], **extra}
+    trainer = Trainer(
+        build, optimizer=keras.optimizers.Adam(0.05), seed=3, strategy=strategy, **kwargs
+    )
+    x, y = data()
+    history = trainer.fit(
+        fit_data if fit_data is not None else (x, y),
+        epochs=3,
+        batch_size=8,
+        validation_data=(x[:7], y[:7]) if fit_data is None else None,
+        verbose=0,
+    )
+    return trainer.get_weights(), history.history
+
+
+def compare(case, one, two):
+    (w1, h1), (w2, h2) = one, two
+    for a, b in zip(w1, w2, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5, err_msg=case)
+    assert sorted(h1) == sorted(h2), (case, sorted(h1), sorted(h2))
+    for key in h1:
+        np.testing.assert_allclose(h2[key], h1[key], rtol=1e-5, atol=1e-5, err_msg=f"{case}:{key}")
+    moved = max(float(np.abs(a - b).max()) for a, b in zip(w1, build().get_weights(), strict=True))
+    assert moved > 1e-3, (case, moved)
+
+
+def main(cases):
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert mirrored.num_replicas_in_sync == 2
+    for case in cases:
+        if case == "dataset":
+            x, y = data()
+            dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+            one = train(None, "default", fit_data=dataset)
+            two = train(mirrored, "default", fit_data=dataset)
+        elif case == "one_replica":
+            one = train(None, "default")
+            two = train(tf.distribute.MirroredStrategy(["/cpu:0"]), "default")
+        else:
+            one = train(None, case)
+            two = train(mirrored, case)
+        compare(case, one, two)
+        print("ok", case, flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or [*CASES, "dataset", "one_replica"])
