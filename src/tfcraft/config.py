@@ -28,6 +28,7 @@ trainer.epochs: expected an integer >= 1, got -3
 from __future__ import annotations
 
 import contextlib
+import importlib.resources
 import math
 import numbers
 import os
@@ -49,6 +50,8 @@ __all__ = [
     "RLConfig",
     "TrainConfig",
     "apply_overrides",
+    "bundled_config",
+    "bundled_configs",
     "dump_yaml",
     "load_config",
     "parse_override",
@@ -467,11 +470,60 @@ def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
     return data
 
 
+def bundled_configs() -> list[str]:
+    """Names of the configs shipped inside the package (`tfcraft/configs/*.yaml`).
+
+    They are package data, so they are there in a wheel install too; the
+    repository's `configs/` folder links to the same files.
+
+    Example:
+
+    >>> "bnn_regression" in bundled_configs()
+    True
+    """
+    folder = importlib.resources.files("tfcraft") / "configs"
+    return sorted(
+        entry.name[: -len(".yaml")] for entry in folder.iterdir() if entry.name.endswith(".yaml")
+    )
+
+
+def bundled_config(name: str) -> Path:
+    """The path of bundled config `name` (`"bnn_regression"` or `"bnn_regression.yaml"`).
+
+    Example:
+
+    >>> bundled_config("rl_cartpole").name
+    'rl_cartpole.yaml'
+    """
+    stem = name[: -len(".yaml")] if name.endswith(".yaml") else name
+    if stem not in bundled_configs():
+        raise ConfigError(
+            f"{name}: no such bundled config (expected one of: {', '.join(bundled_configs())})"
+        )
+    return Path(str(importlib.resources.files("tfcraft") / "configs" / f"{stem}.yaml"))
+
+
+def resolve_config_path(path: str | os.PathLike) -> Path:
+    """`path` if it is a file, else the bundled config of that bare name (no folder part).
+
+    So `tfcraft train bnn_regression` works from any folder and from a wheel install,
+    and `tfcraft train configs/bnn_regression.yaml` from a clone.
+    """
+    path = Path(path)
+    if path.is_file() or path.parent != Path("."):
+        return path
+    stem = path.name[: -len(".yaml")] if path.name.endswith(".yaml") else path.name
+    return bundled_config(stem) if stem in bundled_configs() else path
+
+
 def read_yaml(path: str | os.PathLike) -> object:
     """Parse a YAML file (safe loader: plain data only), with a clear error on failure."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+        raise ConfigError(
+            f"{path}: config file not found (bundled configs, usable by name: "
+            f"{', '.join(bundled_configs())})"
+        )
     try:
         text = path.read_text(encoding="utf-8")
         return yaml.safe_load(text)
@@ -487,9 +539,12 @@ def read_yaml(path: str | os.PathLike) -> object:
 def load_config(path: str | os.PathLike, kind: str = "train", overrides: Sequence[str] = ()) -> Any:
     """Read, override and validate a config file; every problem prefixed with the file name.
 
+    `path` may also be the bare name of a bundled config (`bundled_configs()`).
+
     Raises:
         ConfigError: unreadable file, invalid YAML or a schema violation.
     """
+    shown, path = path, resolve_config_path(path)
     data = read_yaml(path)
     if data is None:
         data = {}
@@ -498,7 +553,7 @@ def load_config(path: str | os.PathLike, kind: str = "train", overrides: Sequenc
     try:
         config = validate(data, kind)
     except ConfigError as error:
-        raise ConfigError([f"{path}: {problem}" for problem in error.problems]) from None
+        raise ConfigError([f"{shown}: {problem}" for problem in error.problems]) from None
     if config.name is None:
         config.name = Path(path).stem if Path(path).stem != "config" else Path(path).parent.name
     return config

@@ -13,7 +13,9 @@ Layout of `runs/NAME/`:
 second process is refused with `RunLockedError` instead of writing into the
 same files, and the operating system releases the lock when the holder exits,
 also on a crash or SIGKILL. Every file is written to a temporary name and
-renamed (`tfcraft._io`), `model.keras` included.
+renamed (`tfcraft._io`, `save_model_atomic`, `save_npz_atomic`; the plots
+too), `model.keras` included; `metrics.jsonl` is rewritten atomically by
+`JSONLLogger`, and only TensorBoard's event files are appended to.
 
 Example:
 
@@ -37,7 +39,14 @@ import yaml
 
 from tfcraft._io import write_json_atomic, write_text_atomic
 
-__all__ = ["RunDirectory", "RunLockedError", "read_metrics", "save_model_atomic", "versions"]
+__all__ = [
+    "RunDirectory",
+    "RunLockedError",
+    "read_metrics",
+    "save_model_atomic",
+    "save_npz_atomic",
+    "versions",
+]
 
 _LOCK_NAME = ".lock"
 
@@ -69,6 +78,20 @@ def save_model_atomic(model, path: str | os.PathLike) -> None:
     tmp = path.with_name(f".{path.stem}.partial.keras")
     try:
         model.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def save_npz_atomic(path: str | os.PathLike, **arrays) -> None:
+    """`np.savez` to a temporary name in the same folder, then `os.replace`."""
+    import numpy as np
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.partial.npz")
+    try:
+        np.savez(tmp, **arrays)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

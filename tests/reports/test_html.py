@@ -17,3 +17,21 @@ def test_report_embeds_every_plot_and_the_metrics_table(tmp_path):
 
 def test_table_escapes_html():
     assert "&lt;b&gt;" in table([{"name": "<b>"}])
+
+
+def test_report_shows_summary_recipe_tables_and_non_finite_values(tmp_path):
+    results = {
+        "title": "tfcraft recipe: finance",
+        "summary": "VaR <backtest>",
+        "metrics": {"coverage": float("nan")},
+        "tables": {"backtest": [{"model": "student_t", "violations": 3, "rate": 0.0125}]},
+    }
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    page = build_report(tmp_path).read_text()
+    assert "<title>tfcraft recipe: finance</title>" in page
+    assert "<p>VaR &lt;backtest&gt;</p>" in page  # escaped, never raw HTML
+    assert (
+        "<h2>backtest</h2><table>" in page and "<td>student_t</td><td>3</td><td>0.0125</td>" in page
+    )
+    assert "<td>coverage</td><td>n/a</td>" in page
+    assert "<img" not in page  # no plots folder: no images, no broken links

@@ -20,10 +20,14 @@ from pathlib import Path
 __all__ = ["build_parser", "main"]
 
 _EPILOG = """examples:
+  tfcraft demo --quick                           # every part, tiny budgets
   tfcraft train configs/bnn_regression.yaml --set trainer.epochs=5
+  tfcraft train bnn_regression --set trainer.epochs=80 --resume   # bundled config
   tfcraft predict runs/bnn_regression --input rows.csv --output preds.csv
+  tfcraft recipe healthcare --set models=[deterministic]
   tfcraft report runs/bnn_regression
-exit codes: 0 success, 1 failure during a run, 2 usage or config error"""
+exit codes: 0 success, 1 failure during a run, 2 usage or config error
+`tfcraft COMMAND --help` describes each command."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,11 +45,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser("demo", help="the whole chapter end to end on bundled data")
-    demo.add_argument("--out", type=Path, default=Path("runs/demo"))
-    demo.add_argument("--quick", action="store_true", help="tiny budgets (well under a minute)")
+    demo.add_argument(
+        "--out", type=Path, default=Path("runs/demo"), help="folder of the parts (runs/demo)"
+    )
+    demo.add_argument(
+        "--quick", action="store_true", help="tiny budgets and no recipes (about a minute)"
+    )
 
     train = commands.add_parser("train", help="train a model from a YAML config")
-    train.add_argument("config", type=Path, help="the YAML config (see configs/)")
+    train.add_argument(
+        "config", type=Path, help="a YAML config file, or a bundled config's name (configs/)"
+    )
     train.add_argument(
         "--set",
         dest="overrides",
@@ -66,32 +76,62 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress output")
 
     evaluate = commands.add_parser("evaluate", help="evaluate a finished run")
-    evaluate.add_argument("run_dir", type=Path)
-    evaluate.add_argument("--data", help="a .csv/.npy/.npz file with the target column")
+    evaluate.add_argument("run_dir", type=Path, help="a finished `tfcraft train` run directory")
+    evaluate.add_argument(
+        "--data", help="a .csv/.npy/.npz file with the target column (default: the test split)"
+    )
 
     predict = commands.add_parser("predict", help="predict for rows without a target")
-    predict.add_argument("run_dir", type=Path)
-    predict.add_argument("--input", required=True, help=".csv, .npy or .npz (array x)")
-    predict.add_argument("--output", required=True, help="CSV file to write")
+    predict.add_argument("run_dir", type=Path, help="a finished `tfcraft train` run directory")
+    predict.add_argument(
+        "--input", required=True, help="feature rows: .csv (header row), .npy or .npz (array x)"
+    )
+    predict.add_argument(
+        "--output",
+        required=True,
+        help="CSV to write: mean,std,lower_*,upper_* (probabilistic), mean, or label,prob_*",
+    )
 
     detect = commands.add_parser("detect", help="fit and evaluate an anomaly detector")
-    detect.add_argument("config", type=Path)
-    detect.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    detect.add_argument("config", type=Path, help="a YAML config file or a bundled config's name")
+    detect.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (value parsed as YAML)",
+    )
     detect.add_argument("--out", type=Path, help="run directory (default runs/NAME)")
 
     rl = commands.add_parser("rl", help="train a reinforcement-learning agent")
-    rl.add_argument("config", type=Path)
-    rl.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    rl.add_argument("config", type=Path, help="a YAML config file or a bundled config's name")
+    rl.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (value parsed as YAML)",
+    )
     rl.add_argument("--out", type=Path, help="run directory (default runs/NAME)")
 
     recipe = commands.add_parser("recipe", help="run the healthcare or finance recipe")
-    recipe.add_argument("name", choices=("healthcare", "finance"))
+    recipe.add_argument("name", choices=("healthcare", "finance"), help="the recipe")
     recipe.add_argument("--out", type=Path, help="run directory (default runs/recipe_NAME)")
     recipe.add_argument("--full", action="store_true", help="the full budget (default: quick)")
-    recipe.add_argument("--seed", type=int, default=0)
+    recipe.add_argument("--seed", type=int, default=0, help="seed of the models (default 0)")
+    recipe.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a keyword argument of the recipe's run(), e.g. models=[deterministic]",
+    )
 
     report = commands.add_parser("report", help="rebuild report.html of a run directory")
-    report.add_argument("run_dir", type=Path)
+    report.add_argument("run_dir", type=Path, help="a run directory (any command's)")
     return parser
 
 
@@ -135,10 +175,11 @@ def _run(args) -> int:
         _print_metrics(results["metrics"])
         print(f"report: {results['report']}")
     elif args.command == "recipe":
-        from tfcraft.cli.recipe import recipe
+        from tfcraft.cli.recipe import recipe, recipe_options
 
+        options = recipe_options(args.name, args.overrides)
         out = args.out or Path("runs") / f"recipe_{args.name}"
-        results = recipe(args.name, out, quick=not args.full, seed=args.seed)
+        results = recipe(args.name, out, quick=not args.full, seed=args.seed, options=options)
         print(results["summary"])
         print(f"report: {results['report']}")
     elif args.command == "report":

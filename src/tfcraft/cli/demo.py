@@ -15,15 +15,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tfcraft.config import load_config
+from tfcraft.config import bundled_config, load_config
 
-__all__ = ["demo"]
+__all__ = ["QUICK_EPOCHS", "demo"]
 
-_CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+QUICK_EPOCHS = 10  # `--quick`: epochs of the two training parts
 
 
 def _config(name: str, kind: str, overrides: list[str]):
-    return load_config(_CONFIGS / f"{name}.yaml", kind, overrides)
+    # Package data (`tfcraft/configs/`), so a wheel install finds them too.
+    return load_config(bundled_config(name), kind, overrides)
 
 
 def demo(out: str | Path = "runs/demo", quick: bool = False, say=print) -> dict[str, dict]:
@@ -34,7 +35,7 @@ def demo(out: str | Path = "runs/demo", quick: bool = False, say=print) -> dict[
 
     out = Path(out)
     done: dict[str, dict] = {}
-    epochs = ["trainer.epochs=3"] if quick else []
+    epochs = [f"trainer.epochs={QUICK_EPOCHS}"] if quick else []
     parts = [
         (
             "custom_classification",

@@ -21,7 +21,8 @@ import yaml
 from tfcraft import builders
 from tfcraft.config import ConfigError, TrainConfig, validate
 from tfcraft.reports import build_report, plots
-from tfcraft.runs import RunDirectory, read_metrics, save_model_atomic
+from tfcraft.runs import RunDirectory, read_metrics, save_model_atomic, save_npz_atomic
+from tfcraft.saving import load_model
 
 __all__ = ["evaluate_run", "predict_run", "report_run", "train"]
 
@@ -52,8 +53,16 @@ def _to_probs(outputs: np.ndarray) -> np.ndarray:
     return outputs
 
 
-def _predict(model, x, prep: dict, options, seed: int) -> dict[str, np.ndarray]:
-    """Predictions in the data's units: mean/std/lower/upper, or class probabilities."""
+CURVE_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # interval calibration plot
+
+
+def _predict(model, x, prep: dict, options, seed: int, curve: bool = False) -> dict:
+    """Predictions in the data's units: mean/std/lower/upper, or class probabilities.
+
+    With `curve=True` a probabilistic regression also returns the central
+    intervals at `CURVE_LEVELS` (`interval_lower`/`interval_upper`, one row per
+    level) for the interval-calibration plot.
+    """
     from tfcraft import bayes
 
     if _probabilistic(model):
@@ -61,16 +70,27 @@ def _predict(model, x, prep: dict, options, seed: int) -> dict[str, np.ndarray]:
         if prep["task"] == "classification":
             return {"probs": _to_probs(predictive.mean)}
         mean, std = predictive.mean[:, 0], predictive.stddev[:, 0]
-        lower, upper = (bound[:, 0] for bound in predictive.interval(options["level"]))
         factor = prep.get("std_scale", 1.0)  # variance scaling fitted on validation data
-        lower, upper = mean - (mean - lower) * factor, mean + (upper - mean) * factor
         shift, scale = prep["target_mean"], prep["target_std"]
-        return {
+
+        def interval(level):
+            lower, upper = (bound[:, 0] for bound in predictive.interval(level))
+            lower, upper = mean - (mean - lower) * factor, mean + (upper - mean) * factor
+            return lower * scale + shift, upper * scale + shift
+
+        lower, upper = interval(options["level"])
+        prediction = {
             "mean": mean * scale + shift,
             "std": std * factor * scale,
-            "lower": lower * scale + shift,
-            "upper": upper * scale + shift,
+            "lower": lower,
+            "upper": upper,
         }
+        if curve:
+            bounds = [interval(level) for level in CURVE_LEVELS]
+            prediction["interval_levels"] = np.array(CURVE_LEVELS)
+            prediction["interval_lower"] = np.stack([b[0] for b in bounds])
+            prediction["interval_upper"] = np.stack([b[1] for b in bounds])
+        return prediction
     outputs = model.predict(x, verbose=0, batch_size=256)
     if prep["task"] == "classification":
         return {"probs": _to_probs(outputs)}
@@ -130,6 +150,11 @@ def _plots(run: RunDirectory, prediction: dict, y: np.ndarray, prep: dict, level
             run.plots,
             level,
         )
+        if "interval_levels" in prediction:
+            inside = (y >= prediction["interval_lower"]) & (y <= prediction["interval_upper"])
+            plots.interval_calibration(
+                prediction["interval_levels"], inside.mean(axis=1), run.plots
+            )
 
 
 def _fit_std_scale(model, split, prep: dict, options, seed: int) -> float:
@@ -230,7 +255,7 @@ def train(
 
 def _results(run, model, x, y, prep, config, test_logs) -> dict:
     options = config.predict
-    prediction = _predict(model, x, prep, options.model_dump(), config.seed)
+    prediction = _predict(model, x, prep, options.model_dump(), config.seed, curve=True)
     metrics = {f"test_{k}": float(v) for k, v in test_logs.items() if k != "nonfinite_steps"}
     metrics.update(_scores(prediction, y, prep, options.level))
     rows = read_metrics(run / "metrics.jsonl")
@@ -254,8 +279,7 @@ def _results(run, model, x, y, prep, config, test_logs) -> dict:
         "task": prep["task"],
     }
     run.write_json("results.json", results)
-    np.savez(run / ".evaluation.partial.npz", y=y, **prediction)
-    (run / ".evaluation.partial.npz").replace(run / "evaluation.npz")
+    save_npz_atomic(run / "evaluation.npz", y=y, **prediction)
     _plots(run, prediction, y, prep, options.level)
     results["report"] = str(build_report(run.path))
     return results
@@ -267,7 +291,7 @@ def _load_run(run_path: Path):
     data = yaml.safe_load((run_path / "config.yaml").read_text(encoding="utf-8"))
     config = validate(data, "train")
     prep = yaml.safe_load((run_path / "preprocessing.json").read_text(encoding="utf-8"))
-    model = keras.saving.load_model(run_path / "model.keras")  # safe mode
+    model = load_model(run_path / "model.keras")  # safe mode, no code, clear errors
     return config, prep, model
 
 

@@ -20,16 +20,26 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["learning_curves", "prediction_bands", "reliability"]
+__all__ = [
+    "detector_curves",
+    "interval_calibration",
+    "learning_curves",
+    "prediction_bands",
+    "reliability",
+]
 
 _SKIPPED = {"epoch", "nonfinite_steps", "learning_rate"}
 
 
 def _save(figure, path: Path) -> Path:
+    """Save to a temporary name and rename (atomic); on failure the old file stays."""
     tmp = path.with_name(f".{path.stem}.partial.png")
-    figure.savefig(tmp, dpi=90, bbox_inches="tight")
-    plt.close(figure)
-    tmp.replace(path)  # atomic rename, as every file tfcraft writes
+    try:
+        figure.savefig(tmp, dpi=90, bbox_inches="tight")
+        tmp.replace(path)  # atomic rename, as every file tfcraft writes
+    finally:
+        plt.close(figure)
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -76,6 +86,22 @@ def reliability(y_true, probs, folder: Path, num_bins: int = 10) -> Path:
     axis.set_title("Reliability diagram (test)")
     axis.legend()
     return _save(figure, Path(folder) / "reliability.png")
+
+
+def interval_calibration(nominal, observed, folder: Path) -> Path:
+    """Reliability diagram of a regression: observed against nominal coverage of intervals."""
+    figure, axis = plt.subplots(figsize=(4.5, 4))
+    axis.plot(nominal, observed, "o-", label="observed")
+    axis.plot([0, 1], [0, 1], "k--", label="perfect calibration")
+    axis.set(
+        xlabel="nominal coverage of the central interval",
+        ylabel="observed coverage",
+        title="Interval calibration (test)",
+        xlim=(0, 1),
+        ylim=(0, 1),
+    )
+    axis.legend()
+    return _save(figure, Path(folder) / "interval_calibration.png")
 
 
 def prediction_bands(y_true, mean, lower, upper, folder: Path, level: float) -> Path:
