@@ -128,7 +128,12 @@ def load_arrays(path: str | Path, target: str | int = -1) -> tuple[np.ndarray, n
 def _split_csv(path: Path, target: str | int) -> tuple[np.ndarray, np.ndarray]:
     import pandas as pd
 
-    table = pd.read_csv(path)
+    try:
+        table = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise ValueError(f"Cannot read {str(path)!r} as a CSV table ({error}).") from None
+    if table.empty:
+        raise ValueError(f"The CSV file {str(path)!r} has no data rows.")
     columns = list(table.columns)
     if isinstance(target, int) and not isinstance(target, bool):
         if not -len(columns) <= target < len(columns):
