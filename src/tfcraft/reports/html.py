@@ -23,6 +23,17 @@ _STYLE = (
     "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
     "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;"
     "text-align:right}th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}"
+    ".row{display:flex;flex-wrap:wrap;gap:2em;align-items:flex-start}"
+    "figure{display:inline-block;vertical-align:top;margin:0 1em 1em 0}"
+)
+
+# Plots a reader looks at first; any other plot (recipe figures, ...) follows by name.
+_PLOT_ORDER = (
+    "learning_curves",
+    "prediction_vs_truth",
+    "interval_calibration",
+    "reliability",
+    "detector_curves",
 )
 
 
@@ -87,11 +98,23 @@ def build_report(run_path: str | Path) -> Path:
         sections.append(("Summary", f"<p>{html_lib.escape(results['summary'])}</p>"))
     metrics = results.get("metrics", {})
     if metrics:
-        rows = [{"metric": k, "value": v} for k, v in metrics.items()]
-        sections.append(("Final metrics", table(rows)))
+        # Held-out numbers first, the last training epoch's beside them.
+        groups = {"test / evaluation": {}, "last training epoch": {}}
+        for key, value in metrics.items():
+            groups["last training epoch" if key.startswith("final_") else "test / evaluation"][
+                key
+            ] = value
+        tables = "".join(
+            f"<div><h3>{name}</h3>{table([{'metric': k, 'value': v} for k, v in rows.items()])}"
+            "</div>"
+            for name, rows in groups.items()
+            if rows
+        )
+        sections.append(("Final metrics", f"<div class='row'>{tables}</div>"))
     for name, rows in results.get("tables", {}).items():
         sections.append((name, table(rows)))
     images = sorted((run_path / "plots").glob("*.png")) if (run_path / "plots").is_dir() else []
+    images.sort(key=lambda p: (_PLOT_ORDER.index(p.stem) if p.stem in _PLOT_ORDER else 99, p.name))
     page = page_html(results.get("title", run_path.name), sections, images)
     write_text_atomic(run_path / "report.html", page)
     return run_path / "report.html"
