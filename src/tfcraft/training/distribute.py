@@ -65,7 +65,15 @@ def get_strategy(strategy: object) -> tf.distribute.Strategy | None:
     if strategy == "mirrored":
         return tf.distribute.MirroredStrategy()
     if strategy == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        try:
+            return tf.distribute.MultiWorkerMirroredStrategy()
+        except RuntimeError as error:
+            raise RuntimeError(
+                f"{error}. TensorFlow already ran an op in this process (an optimizer or a "
+                "model created before the Trainer, say). Create "
+                "`tf.distribute.MultiWorkerMirroredStrategy()` first thing and pass it as "
+                "`strategy=`, or pass the optimizer by name and the model as a function."
+            ) from error
     raise ValueError(
         "Argument `strategy` must be a tf.distribute.Strategy, 'mirrored' or "
         f"'multi_worker'. Received: strategy={strategy!r}"
@@ -112,7 +120,8 @@ class Distribution:
                 "loss-scaled for it. Received: train_step with "
                 f"strategy={self.strategy!r}, mixed_precision={self.policy!r}"
             )
-        if _is_model_factory(model):
+        factory = _is_model_factory(model)
+        if factory:
             with self.scope(), precision.dtype_policy(self.policy):
                 model = model()
         elif self.strategy is not None and not self._created_in_scope(model):
@@ -122,7 +131,7 @@ class Distribution:
                 "(`Trainer(build_model, strategy=...)`), or build it inside "
                 "`with strategy.scope():`. Received: a model built outside the scope"
             )
-        precision.check_model(model, self.policy)
+        precision.check_model(model, self.policy, warn=not factory)
         return model
 
     def _created_in_scope(self, model) -> bool:
@@ -130,7 +139,12 @@ class Distribution:
         if not variables:
             return True  # not built yet: it is built under the scope (see Trainer)
         with self.scope():
-            return all(self.strategy.extended.variable_created_in_scope(v) for v in variables)
+            return all(
+                self.strategy.extended.variable_created_in_scope(
+                    v if isinstance(v, tf.Variable) else v.value  # a Keras variable's tf one
+                )
+                for v in variables
+            )
 
     def optimizer(self, optimizer: object):
         """The optimizer, created (or re-created from its config) under the scope, wrapped."""

@@ -82,7 +82,7 @@ def dtype_policy(policy: str | None) -> Iterator[None]:
         keras.config.set_dtype_policy(previous)
 
 
-def check_model(model, policy: str | None) -> None:
+def check_model(model, policy: str | None, warn: bool = True) -> None:
     """Check that a built model computes in `policy`; put its output layer in float32.
 
     Raises:
@@ -106,11 +106,12 @@ def check_model(model, policy: str | None) -> None:
     if last is not None and last.dtype_policy.compute_dtype != "float32":
         # Keras' advice: the output (softmax, logits fed to the loss) in float32.
         last.dtype_policy = "float32"
-        warnings.warn(
-            f"The output layer {last.name!r} now computes in float32 (it was "
-            f"{policy!r}), so the loss is computed in float32.",
-            stacklevel=3,
-        )
+        if warn:
+            warnings.warn(
+                f"The output layer {last.name!r} now computes in float32 (it was "
+                f"{policy!r}), so the loss is computed in float32.",
+                stacklevel=3,
+            )
 
 
 def wrap_optimizer(optimizer, policy: str | None):

@@ -1,0 +1,148 @@
+"""The Trainer on tf.distribute: MirroredStrategy (2 logical CPUs, in a subprocess),
+MultiWorkerMirroredStrategy with real local workers (launch_local), and the launcher."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfcraft.training import Trainer
+from tfcraft.training.distribute import Distribution, WorkerFailed, get_strategy, launch_local
+from tfcraft.training.launch import free_ports
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))  # the workers' module must be importable in spawned processes
+import distribute_workers  # noqa: E402
+
+
+def _single_process_run(epochs=4):
+    trainer = distribute_workers.make_trainer(None)
+    history = trainer.fit(distribute_workers.data(), epochs=epochs, batch_size=8, verbose=0)
+    return trainer.get_weights(), history.history
+
+
+def _assert_same_weights(actual, expected):
+    for a, b in zip(actual, expected, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_get_strategy_names_and_errors():
+    assert get_strategy(None) is None
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    assert get_strategy(strategy) is strategy
+    with pytest.raises(ValueError, match=r"Received: strategy='tpu'"):
+        get_strategy("tpu")
+    with pytest.raises(ValueError, match=r"Received: mixed_precision='float16'"):
+        Distribution(None, "float16")
+
+
+def test_model_built_outside_the_scope_is_refused():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    with pytest.raises(ValueError, match=r"strategy\.scope"):
+        Trainer(model, loss="mse", strategy=strategy)
+
+
+def test_custom_train_step_under_a_strategy_is_refused():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with pytest.raises(ValueError, match="Received: train_step"):
+        Trainer(distribute_workers.build, train_step=lambda m, b: {}, strategy=strategy)
+
+
+@pytest.mark.timeout(400)
+def test_mirrored_two_replicas_match_one_device():
+    # Default step with a metric and validation, a loss_fn, accumulation with
+    # global-norm clipping, tf.data input, and a one-replica MirroredStrategy.
+    script = HERE / "distribute_mirrored_script.py"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=380
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for case in ("default", "loss_fn", "accumulate_clip", "dataset", "one_replica"):
+        assert f"ok {case}" in result.stdout
+
+
+def test_free_ports_are_distinct_and_bindable():
+    ports = free_ports(3)
+    assert len(set(ports)) == 3
+    import socket
+
+    for port in ports:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
+
+
+def test_launch_local_gives_each_worker_the_cluster_and_its_index(tmp_path):
+    results = launch_local(distribute_workers.report_environment, 2, log_dir=tmp_path, timeout=120)
+    configs = [r["tf_config"] for r in results]
+    assert [c["task"] for c in configs] == [
+        {"type": "worker", "index": 0},
+        {"type": "worker", "index": 1},
+    ]
+    addresses = configs[0]["cluster"]["worker"]
+    assert configs[1]["cluster"]["worker"] == addresses
+    assert len(set(addresses)) == 2 and all(a.startswith("127.0.0.1:") for a in addresses)
+    assert results[0]["pid"] != results[1]["pid"] != os.getpid()
+    assert sorted(p.name for p in tmp_path.glob("*.log")) == ["worker-0.log", "worker-1.log"]
+
+
+def test_a_dying_worker_fails_the_launch_with_its_log_and_stops_the_others(tmp_path):
+    start = time.monotonic()
+    with pytest.raises(WorkerFailed, match="Worker 1 exited with code 3") as info:
+        launch_local(distribute_workers.die_or_wait, 2, log_dir=tmp_path, timeout=120)
+    assert "failing on purpose" in info.value.log
+    assert time.monotonic() - start < 60  # worker 0 (sleeping 120 s) was stopped
+    with pytest.raises(ValueError, match="Received: num_workers=0"):
+        launch_local(distribute_workers.die_or_wait, 0)
+
+
+@pytest.mark.timeout(400)
+def test_multi_worker_matches_one_process_and_only_the_chief_checkpoints(tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    chief, other = launch_local(
+        distribute_workers.train, 2, args=(str(checkpoints),), log_dir=tmp_path, timeout=360
+    )
+    assert (chief["chief"], other["chief"]) == (True, False)
+    assert chief["replicas"] == 2
+    _assert_same_weights(other["weights"], chief["weights"])
+    weights, history = _single_process_run()
+    _assert_same_weights(chief["weights"], weights)
+    np.testing.assert_allclose(chief["history"]["loss"], history["loss"], rtol=1e-5)
+    assert chief["checkpoint_dir"] == str(checkpoints)
+    assert sorted(p.name for p in checkpoints.glob("ckpt-*.json"))
+    # The other worker saved into a temporary copy, removed when it exited.
+    assert other["checkpoint_dir"] != str(checkpoints)
+    assert not Path(other["checkpoint_dir"]).exists()
+
+
+@pytest.mark.timeout(500)
+def test_multi_worker_resume_after_a_killed_worker(tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    with pytest.raises(WorkerFailed, match="Worker 1") as info:
+        launch_local(
+            distribute_workers.train,
+            2,
+            args=(str(checkpoints), 4, False, 2),  # worker 1 SIGKILLs itself at epoch 2
+            log_dir=tmp_path / "first",
+            timeout=360,
+        )
+    assert info.value.exitcode == -9
+    assert list(checkpoints.glob("ckpt-*.json"))  # epochs 1-2 were checkpointed
+    chief, other = launch_local(
+        distribute_workers.train,
+        2,
+        args=(str(checkpoints), 4, True),
+        log_dir=tmp_path / "second",
+        timeout=360,
+    )
+    weights, _ = _single_process_run()
+    _assert_same_weights(chief["weights"], weights)
+    _assert_same_weights(other["weights"], weights)
+    assert len(chief["history"]["loss"]) == 4
