@@ -77,3 +77,4 @@ def test_kl_update_does_not_depend_on_the_number_of_replicas():
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "replicas 1 and 2 give the same KL update" in result.stdout
+    assert "the Trainer on 1 device and on 2 replicas gives the same KL update" in result.stdout
