@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
 
-.PHONY: demo test lint bench install
+.PHONY: demo test reliability lint bench install
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest --durations=15
+
+# Injects the faults of tests/reliability and rewrites the table in docs/reliability.md
+# (`make test` runs these tests too and rewrites it the same way).
+reliability: $(STAMP)
+	$(PY) -m pytest tests/reliability
+	@sed -n '/<!-- reliability-table -->/,/<!-- \/reliability-table -->/p' docs/reliability.md
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -132,3 +132,28 @@ def check_same_shape(y_true_shape: Sequence, y_pred_shape: Sequence) -> None:
             "`y_true` and `y_pred` must have the same shape. "
             f"Received: y_true.shape={y_true_shape}, y_pred.shape={y_pred_shape}"
         )
+
+
+def check_numeric(name: str, value: object) -> object:
+    """Raise `TypeError` if an array or tensor holds text, objects or complex numbers.
+
+    Example:
+
+    >>> check_numeric("y_true", [1.0, 2.0])
+    [1.0, 2.0]
+    """
+    import numpy as np
+
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:
+        dtype = np.asarray(value).dtype
+    dtype = getattr(dtype, "as_numpy_dtype", dtype)  # a tf.DType
+    try:
+        kind = np.dtype(dtype).kind
+    except TypeError:
+        kind = "O"
+    if kind not in "biuf":
+        raise TypeError(
+            f"Argument `{name}` must hold real numbers. Received: {name} of dtype {dtype}"
+        )
+    return value

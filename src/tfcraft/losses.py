@@ -29,6 +29,7 @@ from keras import ops
 from tfcraft import distributions
 from tfcraft._validation import (
     check_float_in_range,
+    check_numeric,
     check_positive_float,
     check_probability,
     check_same_shape,
@@ -514,7 +515,14 @@ class _PrecomputedLoss(keras.losses.Loss):
 
 def _matching_pair(y_true, y_pred) -> tuple[tf.Tensor, tf.Tensor]:
     """Convert, align a trailing size-1 axis like Keras does, then require equal shapes."""
+    check_numeric("y_true", y_true)
+    check_numeric("y_pred", y_pred)
     y_pred = ops.convert_to_tensor(y_pred)
+    if len(y_pred.shape) == 0:
+        raise ValueError(
+            "Argument `y_pred` needs a batch axis; a loss is averaged over the last axis. "
+            f"Received: y_pred of shape {tuple(y_pred.shape)}"
+        )
     if not y_pred.dtype.is_floating:
         y_pred = ops.cast(y_pred, "float32")
     y_true = ops.cast(ops.convert_to_tensor(y_true), y_pred.dtype)

@@ -25,7 +25,7 @@ import numpy as np
 from scipy import optimize, special
 
 from tfcraft import metrics
-from tfcraft._validation import check_float_in_range, check_positive_int
+from tfcraft._validation import check_float_in_range, check_numeric, check_positive_int
 
 __all__ = [
     "SplitConformal",
@@ -39,7 +39,11 @@ __all__ = [
 
 
 def _check_probs(y_true, probs) -> tuple[np.ndarray, np.ndarray]:
+    check_numeric("y_true", y_true)
+    check_numeric("probs", probs)
     y_true = np.asarray(y_true).reshape(-1)
+    if y_true.size == 0:
+        raise ValueError("`y_true` and `probs` are empty; there is nothing to score.")
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim == 2 and probs.shape[1] == 1:
         probs = probs[:, 0]

@@ -39,7 +39,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfcraft._validation import check_float_in_range, check_positive_int
+from tfcraft._validation import check_float_in_range, check_numeric, check_positive_int
 from tfcraft.distributions import distribution_from_params
 from tfcraft.layers import find_head, is_stochastic, seed_generators
 
@@ -391,5 +391,8 @@ def predict(
 
 
 def _as_float_tensor(array) -> tf.Tensor:
+    check_numeric("x", array)
     tensor = tf.convert_to_tensor(array)
+    if tensor.shape.rank == 0:
+        raise ValueError(f"Argument `x` needs a batch axis. Received: x of shape {tensor.shape}")
     return tf.cast(tensor, keras.backend.floatx()) if tensor.dtype == tf.float64 else tensor

@@ -43,6 +43,7 @@ from keras import ops
 
 from tfcraft._validation import (
     check_choice,
+    check_numeric,
     check_positive_float,
     check_positive_int,
     check_seed,
@@ -193,6 +194,7 @@ class VariationalLayer(SeedStateMixin, keras.layers.Layer):
                 with `training` False or None (prediction, symbolic model
                 construction) add no KL term and do not raise.
         """
+        check_numeric("inputs", inputs)
         if training and self.num_train_examples is None:
             raise ValueError(
                 f"{type(self).__name__} {self.name!r} needs `num_train_examples` to scale "

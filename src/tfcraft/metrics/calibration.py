@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from tfcraft._validation import check_positive_int
+from tfcraft._validation import check_numeric, check_positive_int
 from tfcraft.metrics._common import as_floating
 
 
@@ -34,8 +34,23 @@ def calibration_bins(y_true, y_pred, num_bins: int = 15, sample_weight=None):
     Returns:
         Three tensors `(counts, confidence_sums, accuracy_sums)` of shape `(num_bins,)`.
     """
+    y_pred = as_floating(check_numeric("y_pred", y_pred))
+    if len(y_pred.shape) == 0:
+        raise ValueError("Argument `y_pred` needs a batch axis. Received: y_pred of shape ()")
     probabilities = _class_probabilities(y_pred)
-    labels = _class_labels(y_true, probabilities.shape[-1])
+    labels = _class_labels(check_numeric("y_true", y_true), probabilities.shape[-1])
+    batch, num_labels = probabilities.shape[0], labels.shape[0]
+    if len(probabilities.shape) != 2 or 0 in (batch, probabilities.shape[-1]):
+        raise ValueError(
+            "Argument `y_pred` must be probabilities of shape (batch,), (batch, 1) or "
+            "(batch, num_classes) with batch > 0. Received: probabilities of shape "
+            f"{tuple(probabilities.shape)}"
+        )
+    if batch is not None and num_labels is not None and batch != num_labels:
+        raise ValueError(
+            f"`y_true` gives {num_labels} labels for {batch} rows of `y_pred`. "
+            f"Received: probabilities of shape {tuple(probabilities.shape)}"
+        )
     confidence = ops.max(probabilities, axis=-1)
     correct = ops.cast(ops.argmax(probabilities, axis=-1) == labels, confidence.dtype)
     weight = _example_weight(sample_weight, confidence)

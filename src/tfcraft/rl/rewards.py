@@ -309,8 +309,9 @@ class ClipReward(RewardFunction):
 
     def __call__(self, obs, action, next_obs, reward, terminated, info) -> float:
         """Return the clipped inner reward."""
-        value = float(self.inner(obs, action, next_obs, reward, terminated, info))
-        return min(max(value, self.low), self.high)
+        inner = self.inner(obs, action, next_obs, reward, terminated, info)
+        value = check_reward_value(inner, self)
+        return min(max(value, self.low), self.high)  # an infinite reward is refused, not clipped
 
     def get_config(self) -> dict[str, Any]:
         """Bounds and the inner function's config."""
