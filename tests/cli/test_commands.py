@@ -352,25 +352,44 @@ def test_recipe_options_are_checked_before_any_work(tmp_path, capsys):
 
 
 @pytest.mark.timeout(300)
-def test_console_script_version_and_a_bad_config_exit_2_with_one_line(tmp_path):
-    version = subprocess.run(
-        [str(SCRIPT), "--version"], capture_output=True, text=True, env=ENV, timeout=120
-    )
-    assert version.returncode == 0 and version.stdout.strip() == f"tfcraft {__version__}"
-    bad = tfcraft(
-        "train",
-        "configs/bnn_regression.yaml",
-        "--set",
-        "trainer.epochs=-3",
-        "--out",
-        tmp_path / "x",
-    )
+def test_console_script_refuses_a_bad_config_with_exit_2_and_one_line(tmp_path, capsys):
+    bad = subprocess.run(
+        [str(SCRIPT), "train", "configs/bnn_regression.yaml", "--set", "trainer.epochs=-3",
+         "--out", str(tmp_path / "x")],
+        capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=300,
+    )  # fmt: skip
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert errors(bad.stderr) == [
         "tfcraft: error: configs/bnn_regression.yaml: "
         "trainer.epochs: expected an integer >= 1, got -3"
     ]
     assert not (tmp_path / "x").exists()  # rejected before any work
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out == f"tfcraft {__version__}\n"
+
+
+@pytest.mark.timeout(300)
+def test_detect_and_rl_commands_write_their_run_directories(tmp_path, capsys):
+    assert main(["detect", "detect_breastw", "--out", str(tmp_path / "d")]) == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads((tmp_path / "d" / "results.json").read_text())["metrics"]
+    assert f"test_roc_auc                     {metrics['test_roc_auc']:.4g}" in printed
+    assert f"report: {tmp_path / 'd' / 'report.html'}" in printed
+    assert "detector_curves.png" in _files(tmp_path / "d" / "plots")
+    assert "data:image/png;base64," in (tmp_path / "d" / "report.html").read_text()
+    args = ["rl", "rl_cartpole", "--set", "total_timesteps=256", "--set", "agent.n_steps=64",
+            "--set", "eval_episodes=1", "--out", str(tmp_path / "r")]  # fmt: skip
+    assert main(args) == 0
+    metrics = json.loads((tmp_path / "r" / "results.json").read_text())["metrics"]
+    assert metrics["timesteps"] == 256 and metrics["eval_mean_return"] >= 8.0
+    assert "eval_mean_return" in capsys.readouterr().out
+    assert "learning_curves.png" in _files(tmp_path / "r" / "plots")
+    assert "total_timesteps: 256" in (tmp_path / "r" / "config.yaml").read_text()
+
+
+def _files(folder):
+    return sorted(p.name for p in Path(folder).iterdir())
 
 
 def test_usage_errors_exit_2(tmp_path, capsys):
