@@ -18,7 +18,7 @@ def die_or_wait():
     if index == 1:
         print("worker one is failing on purpose", flush=True)
         sys.exit(3)
-    time.sleep(120)
+    time.sleep(900)
     return "should have been stopped"
 
 
@@ -59,13 +59,13 @@ def make_trainer(strategy, checkpoint_dir=None, callbacks=()):
     )
 
 
-def train(checkpoint_dir=None, epochs=4, resume=False, kill_worker_at_epoch=None):
+def train(checkpoint_dir=None, epochs=4, resume=False, kill_worker_at_epoch=None, jsonl=None):
     """Train under MultiWorkerMirroredStrategy; worker 1 may SIGKILL itself mid-run."""
     import tensorflow as tf
 
     strategy = tf.distribute.MultiWorkerMirroredStrategy()  # before any other TF op
 
-    from tfcraft.training import Callback
+    from tfcraft.training import Callback, JSONLLogger
 
     class KillAt(Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -73,7 +73,8 @@ def train(checkpoint_dir=None, epochs=4, resume=False, kill_worker_at_epoch=None
             if epoch == kill_worker_at_epoch and index == 1:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    trainer = make_trainer(strategy, checkpoint_dir, [KillAt()])
+    loggers = [JSONLLogger(jsonl)] if jsonl else []
+    trainer = make_trainer(strategy, checkpoint_dir, [KillAt(), *loggers])
     history = trainer.fit(data(), epochs=epochs, batch_size=8, resume=resume, verbose=0)
     store = trainer._checkpoints
     return {
@@ -82,4 +83,7 @@ def train(checkpoint_dir=None, epochs=4, resume=False, kill_worker_at_epoch=None
         "chief": trainer._distribution.is_chief,
         "checkpoint_dir": None if store is None else str(store.directory),
         "replicas": trainer._distribution.strategy.num_replicas_in_sync,
+        "active_callbacks": [
+            type(c).__name__ for c in trainer._distribution.callbacks(trainer.callbacks)
+        ],
     }

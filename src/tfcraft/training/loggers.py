@@ -81,6 +81,7 @@ class TensorBoard(Callback):
     """
 
     epoch_sync = False  # only records logs
+    chief_only = True  # with several workers, only the chief writes (tfcraft.training.distribute)
 
     def __init__(self, log_dir: str | os.PathLike, update_freq: str | int = "epoch") -> None:
         super().__init__()
@@ -145,6 +146,7 @@ class _EpochFileLogger(Callback):
     """
 
     epoch_sync = False  # only records logs
+    chief_only = True  # with several workers, only the chief writes (tfcraft.training.distribute)
 
     def __init__(self, path: str | os.PathLike, append: bool = False) -> None:
         super().__init__()

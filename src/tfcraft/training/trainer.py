@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfcraft._validation import check_positive_int, check_seed
-from tfcraft.layers.walk import draws_random_numbers, set_num_train_examples, variational_layers
+from tfcraft.layers.walk import set_num_train_examples, variational_layers
 from tfcraft.training import clipping as clipping_lib
 from tfcraft.training import data as data_lib
 from tfcraft.training.callbacks_base import Callback, CallbackList
@@ -179,7 +179,7 @@ class Trainer:
         self.seed = int(np.random.default_rng().integers(2**31)) if seed is None else seed
         self.callbacks = list(callbacks or [])
         CallbackList(self.callbacks)  # type-check now, not mid-fit
-        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_dir = self._distribution.checkpoint_dir(checkpoint_dir)
         self.checkpoint_every = (
             None
             if checkpoint_every is None
@@ -202,9 +202,7 @@ class Trainer:
         self._checkpoints = (
             None
             if checkpoint_dir is None
-            else TrainingCheckpoints(
-                self._distribution.checkpoint_dir(checkpoint_dir), max_to_keep=self.max_to_keep
-            )
+            else TrainingCheckpoints(self.checkpoint_dir, max_to_keep=self.max_to_keep)
         )
 
     def get_weights(self) -> list[np.ndarray]:
@@ -318,9 +316,7 @@ class Trainer:
         return self._test_step
 
     def _use_xla(self) -> bool:
-        if self.jit_compile == "auto":
-            return self._distribution.use_xla(not draws_random_numbers(self.model))
-        return self._distribution.use_xla(self.jit_compile)
+        return self._distribution.use_xla(self.jit_compile, self.model)
 
     def fit(
         self,
