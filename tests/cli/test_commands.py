@@ -276,8 +276,13 @@ def test_sigkill_mid_run_then_resume_matches_the_uninterrupted_run_bit_for_bit(
 
     assert main(list(map(str, args))) == 2  # refuses to start over an earlier run
     assert "holds an earlier run; pass --resume" in capsys.readouterr().err
-    resumed = tfcraft(*args, "--resume")
+    resumed = tfcraft(*[a for a in args if a != "--quiet"], "--resume")  # with progress output
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    # Not a terminal: plain progress lines (no `\r` redraws), one per epoch, with the loss.
+    last = [
+        line for line in resumed.stdout.splitlines() if line.startswith(f"Epoch {QUICK_EPOCHS}/")
+    ]
+    assert "\r" not in resumed.stdout and last and "loss" in last[-1] and "steps/s" in last[-1]
     expected = keras.saving.load_model(reference / "model.keras").get_weights()
     actual = keras.saving.load_model(run / "model.keras").get_weights()
     assert len(expected) == len(actual) > 0
