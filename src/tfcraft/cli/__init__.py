@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--out", type=Path, help="run directory (default runs/NAME)")
     train.add_argument("--quiet", action="store_true", help="no progress output")
+    train.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="train in N local worker processes (MultiWorkerMirroredStrategy); default 1",
+    )
 
     evaluate = commands.add_parser("evaluate", help="evaluate a finished run")
     evaluate.add_argument("run_dir", type=Path, help="a finished `tfcraft train` run directory")
@@ -152,6 +158,7 @@ def _run(args) -> int:
             resume=args.resume,
             overwrite=args.overwrite,
             verbose=0 if args.quiet else 1,
+            workers=args.workers,
         )
         _print_metrics(results["metrics"])
         print(f"report: {results['report']}")

@@ -11,7 +11,9 @@ the plots and `report.html`.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import tempfile
 from pathlib import Path
 
 import keras
@@ -177,14 +179,26 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     verbose: int = 1,
+    workers: int = 1,
+    strategy=None,
 ) -> dict:
-    """Run `tfcraft train`; returns `results.json`'s content."""
+    """Run `tfcraft train`; returns `results.json`'s content.
+
+    With `workers > 1`, `launch_local` runs it in that many worker processes
+    under `MultiWorkerMirroredStrategy`; only the chief writes `out`.
+    """
     from tfcraft.training import EarlyStopping, JSONLLogger, NanGuard, TensorBoard, Trainer
 
+    if workers > 1 and strategy is None:
+        from tfcraft.training.distribute import launch_local
+
+        job = (config, str(out), resume, overwrite, verbose)
+        return launch_local(_train_worker, workers, args=job, timeout=24 * 3600)[0]
     split = builders.load_split(config.data, config.seed)
     keras.utils.set_random_seed(config.seed)
     normalizer = builders.normalizer_for(split.x_train) if config.data.standardize else None
-    model = builders.build_model(config, split.x_train.shape[1], split.output_size, normalizer)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = builders.build_model(config, split.x_train.shape[1], split.output_size, normalizer)
     loss = builders.build_loss(config.loss, _family(model))
     metrics = builders.build_metrics(config.metrics)
     optimizer = builders.build_optimizer(config.optimizer)
@@ -227,6 +241,7 @@ def train(
             checkpoint_dir=run / "checkpoints",
             checkpoint_every=options.checkpoint_every,
             max_to_keep=options.max_to_keep,
+            strategy=strategy,
         )
         trainer.fit(
             (split.x_train, split.scaled(split.y_train)),
@@ -251,6 +266,25 @@ def train(
         )
         results = _results(run, model, split.x_test, split.y_test, prep, config, test_logs)
         return results
+
+
+def _train_worker(config, out: str, resume: bool, overwrite: bool, verbose: int):
+    """One `tfcraft train --workers N` process; the others train in a temporary copy of `out`."""
+    import tensorflow as tf
+
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()  # before any other TF op
+    if strategy.extended.should_checkpoint:
+        return train(
+            config, out, resume=resume, overwrite=overwrite, verbose=verbose, strategy=strategy
+        )
+    local = tempfile.mkdtemp(prefix="tfcraft-worker-run-")
+    try:
+        if Path(out).is_dir():  # the chief's state, to resume from
+            shutil.copytree(out, local, dirs_exist_ok=True)
+        train(config, local, resume=resume, overwrite=True, verbose=0, strategy=strategy)
+    finally:
+        shutil.rmtree(local, ignore_errors=True)
+    return None
 
 
 def _results(run, model, x, y, prep, config, test_logs) -> dict:
