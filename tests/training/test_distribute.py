@@ -144,6 +144,8 @@ def test_multi_worker_resume_after_a_killed_worker(tmp_path):
         )
     assert info.value.exitcode == -9
     assert list(checkpoints.glob("ckpt-*.json"))  # epochs 1-2 were checkpointed
+    leftover = Path(f"{checkpoints}-worker1-tmp")
+    assert leftover.is_dir()  # the killed worker could not remove its copy
     chief, other = launch_local(
         distribute_workers.train,
         2,
@@ -155,3 +157,4 @@ def test_multi_worker_resume_after_a_killed_worker(tmp_path):
     _assert_same_weights(chief["weights"], weights)
     _assert_same_weights(other["weights"], weights)
     assert len(chief["history"]["loss"]) == 4
+    assert not leftover.exists()  # the restarted worker replaced it, then removed it

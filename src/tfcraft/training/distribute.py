@@ -15,7 +15,7 @@ from `TF_CONFIG`). The Trainer then:
 - evaluates and predicts on one device per worker (same numbers everywhere);
 - in multi-worker runs lets only the chief write: checkpoints (the other
   workers write theirs, as TensorFlow requires every worker to save, to a
-  temporary copy that is removed) and the file loggers (`chief_only` callbacks).
+  copy beside it that is removed) and the file loggers (`chief_only` callbacks).
 
 `launch_local(fn, num_workers)` tries multi-worker training on one machine.
 
@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 import weakref
 from collections.abc import Sequence
 
@@ -216,15 +215,21 @@ class Distribution:
         return [c for c in callbacks if not getattr(c, "chief_only", False)]
 
     def checkpoint_dir(self, directory: str | os.PathLike | None):
-        """The chief's folder; on another worker a temporary copy of it, removed at exit.
+        """The chief's folder; on another worker a copy of it beside it, removed after use.
 
-        The copy lets a resumed worker restore the chief's state; every worker
-        must save (the saves are collective), but only the chief's are kept.
+        The copy (`<folder>-worker<i>-tmp`, as Keras' `workertemp_<i>`) lets a
+        resumed worker restore the chief's state; every worker must save (the
+        saves are collective), but only the chief's are kept. A restarted worker
+        replaces a copy left by a killed one.
         """
         if directory is None or self.is_chief:
             return directory
-        local = tempfile.mkdtemp(prefix="tfcraft-worker-checkpoints-")
+        task = getattr(self.strategy.cluster_resolver, "task_id", 0)
+        local = f"{os.fspath(directory).rstrip(os.sep)}-worker{task}-tmp"
+        shutil.rmtree(local, ignore_errors=True)
         if os.path.isdir(directory):
-            shutil.copytree(directory, local, dirs_exist_ok=True)
+            shutil.copytree(directory, local)
+        else:
+            os.makedirs(local)
         weakref.finalize(self, shutil.rmtree, local, True)
         return local
