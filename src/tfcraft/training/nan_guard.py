@@ -145,18 +145,22 @@ class NanGuard(Callback):
             (logs or {}).pop(key, None)
 
     def _describe(self, bad: int, batch: int, logs: dict, diagnostics: dict) -> str:
-        trainer = self.trainer
-        step, epoch = getattr(trainer, "step", None), getattr(trainer, "epoch", None)
+        epoch = getattr(self.trainer, "epoch", None)
         tensor = self._culprit(diagnostics, logs)
         ago = int(diagnostics.get("nonfinite_steps_ago", 0))
-        where = f"global step {step if step is None else step - ago}"
         return (
-            f"Non-finite {tensor} at {where} (epoch {epoch}, batch {batch - ago}); "
+            f"Non-finite {tensor} at global step {self._bad_step(diagnostics)} "
+            f"(epoch {epoch}, batch {batch - ago}); "
             f"{bad} bad step(s) in the graph call, none applied. "
             f"Received: loss={logs.get('loss')!r}, grad_norm={logs.get('grad_norm')!r}. "
             "Use NanGuard(policy='skip') to carry on, 'rollback' to restore the last "
             "checkpoint with a lower learning rate, or 'stop' to end training."
         )
+
+    def _bad_step(self, diagnostics: dict) -> int | None:
+        """Global step of the first bad step of the call (the call's last if unknown)."""
+        step = getattr(self.trainer, "step", None)
+        return step if step is None else step - int(diagnostics.get("nonfinite_steps_ago", 0))
 
     def _culprit(self, diagnostics: dict, logs: dict) -> str:
         model = getattr(self.trainer, "model", None)
@@ -208,7 +212,7 @@ class NanGuard(Callback):
                     f"NanGuard cannot lower the learning rate of {optimizer!r}.", stacklevel=2
                 )
         warnings.warn(
-            f"NanGuard: non-finite values at global step {getattr(trainer, 'step', None)}; "
+            f"NanGuard: non-finite values at global step {self._bad_step(diagnostics)}; "
             f"restored the checkpoint of step {metadata.get('step')} (rollback "
             f"{self.rollbacks}/{self.max_rollbacks}), learning rate now "
             f"{_learning_rate(optimizer)}.",
