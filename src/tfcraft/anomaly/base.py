@@ -24,6 +24,7 @@ import os
 import shutil
 import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ _WEIGHTS = "weights.npz"
 _FORMAT = "tfcraft.anomaly.Detector"
 _MEMBERS = "__detectors__"
 _TUPLE = "__tuple__"
+_PICKLED_STATE = "__tfcraft_state__"
 AUTO_TAIL = 0.025  # "auto" threshold: the model's own 2.5% lower log-likelihood tail
 SCALE_RATIO_WARNING = 1e3
 CROSS_FIT_FOLDS = 5
@@ -93,8 +95,18 @@ class Detector(OutlierMixin, BaseEstimator):
 
         Raises:
             ValueError: bad `contamination`, NaN/Inf, 1-D or empty `X`, or too few rows.
+                A failed fit leaves the detector as it was (fitted or not).
         """
         del y
+        before = dict(self.__dict__)
+        try:
+            return self._fit(X)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+
+    def _fit(self, X: Any) -> Detector:
         check_contamination(self.contamination)
         calibration = self.calibration
         if calibration not in ("cross_fit", "holdout"):
@@ -181,7 +193,12 @@ class Detector(OutlierMixin, BaseEstimator):
                 f"{self._min_samples} samples. Received: X.shape={tuple(shape)}"
             )
         try:
-            values = np.asarray(array, dtype=np.float64) if shape is not None else None
+            complex_values = np.iscomplexobj(array)  # validate_data rejects these below
+            values = (
+                np.asarray(array, dtype=np.float64)
+                if shape is not None and not complex_values
+                else None
+            )
         except (TypeError, ValueError):
             values = None
         if (
@@ -356,7 +373,7 @@ class Detector(OutlierMixin, BaseEstimator):
             detector.calibration_scores_ = arrays.pop("calibration_scores_")
             state = {k.removeprefix("state/"): v for k, v in arrays.items()}
             detector.model_ = detector._set_state(state)
-        except (OSError, KeyError, TypeError, ValueError) as error:
+        except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile) as error:
             raise ValueError(
                 f"The detector folder {str(path)!r} is corrupt or incomplete ({error}). "
                 f"Received: path={str(path)!r}"
@@ -386,6 +403,20 @@ class Detector(OutlierMixin, BaseEstimator):
 
     def _set_state(self, state: dict[str, np.ndarray]):
         raise NotImplementedError  # abstract: each detector implements it
+
+    # Pickling (joblib, sklearn's clone-and-ship habits) goes through the same
+    # arrays-only state as `save`: Keras models and cached tf.functions do not pickle.
+    def __getstate__(self) -> dict:
+        state = dict(super().__getstate__())
+        if "model_" in state:
+            state["model_"] = {_PICKLED_STATE: self._get_state()}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        model = self.__dict__.get("model_")
+        if isinstance(model, dict) and _PICKLED_STATE in model:
+            self.model_ = self._set_state(dict(model[_PICKLED_STATE]))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -21,6 +21,8 @@ from tfcraft.anomaly.base import Detector
 
 __all__ = ["EnsembleDetector"]
 
+RANK_TIE_TOLERANCE = 1e-5  # relative; float32 scores differ by ~1e-6 across batch sizes
+
 
 class EnsembleDetector(Detector):
     """Combine density detectors by averaged ranks or standardised scores.
@@ -104,8 +106,11 @@ class EnsembleDetector(Detector):
         for member, member_model, reference in model:
             score = -member._log_prob(member_model, X)
             if self.combine == "rank":
-                below = np.searchsorted(reference, score, side="left")
-                above = np.searchsorted(reference, score, side="right")
+                # Scores within float32 rounding of a training score count as ties,
+                # so a row's rank does not depend on the batch it is scored in.
+                tol = RANK_TIE_TOLERANCE * np.maximum(1.0, np.abs(score))
+                below = np.searchsorted(reference, score - tol, side="left")
+                above = np.searchsorted(reference, score + tol, side="right")
                 out.append((below + above) / (2.0 * len(reference)))
             else:
                 median = np.median(reference)
@@ -127,7 +132,8 @@ class EnsembleDetector(Detector):
 
     def anomaly_score(self, X: Any, return_std: bool = False):
         """Mean member score (higher = more anomalous); with `return_std`, also the spread."""
-        scores = self._member_scores(self.model_, self._checked(X))
+        X = self._checked(X)  # before `self.model_`: an unfitted ensemble raises NotFittedError
+        scores = self._member_scores(self.model_, X)
         if return_std:
             return scores.mean(axis=0), scores.std(axis=0)
         return scores.mean(axis=0)

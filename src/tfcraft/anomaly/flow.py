@@ -58,6 +58,10 @@ class FlowDetector(Detector):
         contamination: Expected outlier share in (0, 0.5], or `"auto"`.
         calibration: `"holdout"` (20% held out) or `"cross_fit"` (5 extra fits).
         seed: Integer seed of the initialisation, shuffling and splits.
+
+    Attributes:
+        history_: The Trainer's per-epoch logs of the final fit (`loss`, the
+            trimmed NLL; `nll`; `val_loss`, ...); not kept by `save`.
     """
 
     _supports_streaming = True
@@ -107,7 +111,9 @@ class FlowDetector(Detector):
         model = self._build(num_features, seed)
         if X_val is None:
             X, X_val = split_validation(X, seed)
-        fit_density(model, X, X_val, self, seed)
+        history = fit_density(model, X, X_val, self, seed)
+        if like is None:  # the final model (not a calibration fold)
+            self.history_ = history
         model.scorer = CompiledScorer(lambda x: -model.nll(x), num_features)
         return model
 
@@ -115,7 +121,8 @@ class FlowDetector(Detector):
         return model.scorer(X).astype(np.float64)
 
     def _sample(self, num: int, rng: np.random.Generator) -> np.ndarray:
-        seed = int(rng.integers(2**31 - 1))
+        # A stateless (pair) seed: an int seed is stateful in TFP and differs run to run.
+        seed = (int(rng.integers(2**31 - 1)), 0)
         return self.model_.distribution().sample(num, seed=seed).numpy()
 
     def _explain(self, X: np.ndarray) -> np.ndarray:

@@ -33,6 +33,7 @@ __all__ = [
 STEPS_BUDGET = 1500
 MAX_EPOCHS = 300
 VALIDATION_FRACTION = 0.15
+XLA_MIN_STEPS = 100  # XLA's compile (seconds) only pays off over many steps
 
 
 def trimmed_mean(values: tf.Tensor, fraction: float) -> tf.Tensor:
@@ -77,8 +78,10 @@ def split_validation(X: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return X[order[num_val:]], X[order[:num_val]]
 
 
-def fit_density(model: keras.Model, X, X_val, detector, seed: int) -> None:
+def fit_density(model: keras.Model, X, X_val, detector, seed: int) -> dict[str, list[float]]:
     """Train `model` (its `nll(x, training)` gives per-row NLL) with the Trainer.
+
+    Returns the Trainer's per-epoch logs (`loss`, `nll`, `val_loss`, ...).
 
     `X` and `X_val` are arrays or `tf.data.Dataset`s of feature batches.
     `epochs="auto"` gives about `STEPS_BUDGET` steps (at most `MAX_EPOCHS`
@@ -100,6 +103,11 @@ def fit_density(model: keras.Model, X, X_val, detector, seed: int) -> None:
             epochs = int(min(MAX_EPOCHS, max(5, math.ceil(STEPS_BUDGET / steps))))
     else:
         epochs = int(detector.epochs)
+    jit_compile = "auto"
+    if not isinstance(X, tf.data.Dataset) and epochs * math.ceil(len(X) / batch_size) < (
+        XLA_MIN_STEPS
+    ):
+        jit_compile = False
     callbacks = [
         EarlyStopping(
             monitor="val_loss", patience=int(detector.patience), restore_best_weights=True
@@ -112,8 +120,10 @@ def fit_density(model: keras.Model, X, X_val, detector, seed: int) -> None:
         clip="global_norm:10.0",
         seed=seed,
         callbacks=callbacks,
+        jit_compile=jit_compile,
     )
-    trainer.fit(X, epochs=epochs, batch_size=batch_size, validation_data=X_val, verbose=0)
+    history = trainer.fit(X, epochs=epochs, batch_size=batch_size, validation_data=X_val, verbose=0)
+    return {key: [float(v) for v in values] for key, values in history.history.items()}
 
 
 class CompiledScorer:

@@ -7,8 +7,10 @@ and equals the ELBO at `K = 1`. The encoder gives a diagonal Gaussian
 scale. With `hidden_units=()` both are linear and the model is probabilistic
 PCA, whose exact `log p(x)` is known (the reference test).
 
-Scoring draws its noise from a fixed seed (stateless), so the same rows get
-the same scores on every call.
+Scoring draws its noise from a fixed seed (stateless) and every row uses the
+same `K` standard-normal draws (common random numbers, each mapped through
+its own `q(z | x)`), so a row's score does not depend on the call, on the
+other rows in the batch or on their order.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
+from sklearn.utils.validation import check_is_fitted
 
 from tfcraft.anomaly.base import Detector
 from tfcraft.anomaly.neural import (
@@ -57,6 +60,10 @@ class VAEDetector(Detector):
         contamination: Expected outlier share in (0, 0.5], or `"auto"`.
         calibration: `"holdout"` or `"cross_fit"`.
         seed: Integer seed.
+
+    Attributes:
+        history_: The Trainer's per-epoch logs of the final fit (`loss`, the
+            trimmed NLL; `nll`; `val_loss`, ...); not kept by `save`.
     """
 
     _supports_streaming = True
@@ -111,7 +118,9 @@ class VAEDetector(Detector):
         model = self._build(self.n_features_in_, seed)
         if X_val is None:
             X, X_val = split_validation(X, seed)
-        fit_density(model, X, X_val, self, seed)
+        history = fit_density(model, X, X_val, self, seed)
+        if like is None:  # the final model (not a calibration fold)
+            self.history_ = history
         self._attach_scorer(model, seed)
         return model
 
@@ -125,10 +134,20 @@ class VAEDetector(Detector):
     def _log_prob(self, model, X) -> np.ndarray:
         return model.scorer(X).astype(np.float64)
 
-    def log_likelihood_bound(self, X, num_importance_samples: int) -> np.ndarray:
-        """The IWAE bound with `num_importance_samples` samples (fixed-seed noise)."""
+    def log_likelihood_bound(
+        self, X, num_importance_samples: int, seed: int | None = None
+    ) -> np.ndarray:
+        """The IWAE bound of each row with `num_importance_samples` samples.
+
+        Args:
+            X: Array of shape `(n_samples, n_features)`.
+            num_importance_samples: `K` (`1` gives the ELBO).
+            seed: Integer seed of the noise; `None` uses the scoring seed
+                (then `K = num_importance_samples` gives `score_samples`).
+        """
+        check_is_fitted(self)
         X = self._validate(X, reset=False)
-        seed = (self.model_.scoring_seed, 7)
+        seed = (self.model_.scoring_seed if seed is None else int(seed), 7)
         return self.model_.iwae_bound(
             tf.constant(X), int(num_importance_samples), seed=seed
         ).numpy()
@@ -207,7 +226,8 @@ class _VAE(keras.Model):
 
     def iwae_bound(self, x, num_samples: int, seed):
         x = tf.cast(x, tf.float32)
-        eps = tf.random.stateless_normal((num_samples, tf.shape(x)[0], self.latent_dim), seed=seed)
+        # (K, 1, latent): the same draws for every row, so a row's score is its own.
+        eps = tf.random.stateless_normal((num_samples, 1, self.latent_dim), seed=seed)
         log_w = self._log_weights(x, eps)
         return tf.reduce_logsumexp(log_w, axis=0) - tf.math.log(float(num_samples))
 
