@@ -42,7 +42,7 @@ _FORMAT = "tfcraft.anomaly.Detector"
 _MEMBERS = "__detectors__"
 _TUPLE = "__tuple__"
 _PICKLED_STATE = "__tfcraft_state__"
-AUTO_TAIL = 0.025  # "auto" threshold: the model's own 2.5% lower log-likelihood tail
+AUTO_TAIL = 0.025  # "auto" threshold: the model's own 2.5% tail, aligned to held-out scores
 SCALE_RATIO_WARNING = 1e3
 CROSS_FIT_FOLDS = 5
 HOLDOUT_FRACTION = 0.2
@@ -235,10 +235,24 @@ class Detector(OutlierMixin, BaseEstimator):
 
     def _choose_offset(self, X: np.ndarray, rng: np.random.Generator) -> float:
         if self.contamination == "auto":
-            return float(
-                np.quantile(self._log_prob(self.model_, self._sample(4096, rng)), AUTO_TAIL)
-            )
+            return -self._auto_threshold(-self._log_prob(self.model_, self._sample(4096, rng)))
         return float(np.quantile(self._log_prob(self.model_, X), self.contamination))
+
+    def _auto_threshold(self, model_scores: np.ndarray) -> float:
+        """The anomaly score of the model's own `AUTO_TAIL` tail, aligned to the held-out scores.
+
+        The upper `AUTO_TAIL` quantile of the anomaly scores of rows sampled
+        from the model, after matching their median and lower quartile spread
+        to the held-out calibration scores' (MCD's consistency correction: a
+        model fitted on the central rows is too narrow for real, non-Gaussian
+        normal data). Outliers (fewer than half the rows, and on the high side)
+        move neither statistic much.
+        """
+        cal = self.calibration_scores_
+        cal_mid, cal_low = np.quantile(cal, 0.5), np.quantile(cal, 0.25)
+        mid, low, tail = np.quantile(model_scores, [0.5, 0.25, 1.0 - AUTO_TAIL])
+        scale = (cal_mid - cal_low) / (mid - low) if mid > low and cal_mid > cal_low else 1.0
+        return float(cal_mid + (tail - mid) * scale)
 
     # -------------------------------------------------------------- scoring
     def score_samples(self, X: Any) -> np.ndarray:
@@ -285,7 +299,10 @@ class Detector(OutlierMixin, BaseEstimator):
         calibration = self.calibration_scores_
         below = np.searchsorted(calibration, scores, side="left")
         ties = np.searchsorted(calibration, scores, side="right") - below
-        return (below + 0.5 * ties) / (len(calibration) + 1)
+        # The new row is one more in the ranking (+0.5: its own mid-rank): P is
+        # (rank - 0.5) / (n + 1), symmetric in [0.5/(n+1), (n+0.5)/(n+1)] with
+        # mean 1/2 on normal data, never exactly 0 or 1.
+        return (below + 0.5 * ties + 0.5) / (len(calibration) + 1)
 
     def threshold_for_fpr(self, X_normal: Any, fpr: float) -> float:
         """The anomaly-score threshold that flags a share `fpr` of `X_normal`.
