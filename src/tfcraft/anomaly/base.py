@@ -163,16 +163,17 @@ class Detector(OutlierMixin, BaseEstimator):
                 f"Received: batch shape {tuple(first.shape)}"
             )
         self.n_features_in_ = int(first.shape[1])
+        if isinstance(dataset.element_spec, tuple | list):  # (x, y[, w]) batches: keep x
+            dataset = dataset.map(lambda *parts: parts[0])
+        # every batch, held out or not, is checked as it streams by
+        dataset = dataset.map(
+            lambda b: tf.debugging.assert_all_finite(b, "X contains NaN or inf values")
+        )
         indexed = dataset.enumerate()
         train = indexed.filter(lambda i, _: i % 5 != 4).map(lambda _, b: b)
         val = indexed.filter(lambda i, _: i % 5 == 4).map(lambda _, b: b)
         if next(iter(val.take(1)), None) is None:
             val = dataset.take(1)
-        train = train.map(
-            lambda b: tf.debugging.assert_all_finite(
-                b[0] if isinstance(b, tuple) else b, "X contains NaN or inf values"
-            )
-        )
         model = self._fit_model(train, val, seed)
         self.model_ = model
         scores = -self._log_prob(model, val)
