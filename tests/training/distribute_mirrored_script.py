@@ -65,7 +65,9 @@ def train(strategy, case, fit_data=None, **extra):
         validation_data=(x[:7], y[:7]) if fit_data is None else None,
         verbose=0,
     )
-    return trainer.get_weights(), history.history
+    extra_logs = {f"evaluate_{k}": [v] for k, v in trainer.evaluate((x, y), batch_size=8).items()}
+    extra_logs["predict"] = trainer.predict(x[:5], batch_size=4).ravel().tolist()
+    return trainer.get_weights(), {**history.history, **extra_logs}
 
 
 def compare(case, one, two):
