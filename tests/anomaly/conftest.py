@@ -107,3 +107,9 @@ def fitted(normal_data):
 def fitted_detector(request, fitted):
     """Each shared fitted detector in turn."""
     return fitted[FACTORIES[request.param].__name__]
+
+
+@pytest.fixture(scope="session")
+def sample_normal():
+    """`sample_normal(num_rows, seed)`: more rows of `normal_data`'s distribution."""
+    return independent_gaussian

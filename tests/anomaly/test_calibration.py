@@ -94,12 +94,14 @@ def test_numeric_contamination_flags_that_share_of_the_training_rows(factory, co
     assert abs(share - contamination) <= 2 / len(X), share
 
 
-def test_threshold_for_fpr_gives_that_false_positive_rate(fitted_detector):
-    X_normal = _gaussian(1000, 8).astype(np.float32)
+def test_threshold_for_fpr_gives_that_false_positive_rate(fitted_detector, sample_normal):
+    X_normal = sample_normal(1000, 8)  # the fitted detectors' own (normal) distribution
     for fpr in (0.01, 0.05, 0.2):
         threshold = fitted_detector.threshold_for_fpr(X_normal, fpr)
-        share = np.mean(fitted_detector.anomaly_score(X_normal) > threshold)
-        assert fpr - 2 / len(X_normal) <= share <= fpr, (fpr, share)
+        scores = fitted_detector.anomaly_score(X_normal)
+        share = np.mean(scores > threshold)
+        ties = np.mean(scores == threshold)  # the ensemble's rank scores tie
+        assert fpr - 2 / len(X_normal) <= share + ties and share <= fpr, (fpr, share, ties)
 
 
 def test_threshold_for_fpr_carries_over_to_new_normal_data(calibrated_mixture):
