@@ -3,7 +3,8 @@
 Trains the same small models with the Trainer on one device and under a
 2-replica `MirroredStrategy` (same global batch) and checks that weights and
 logs agree to 1e-5: default step with a metric and validation, a `loss_fn`,
-accumulation with global-norm clipping, a tf.data input, and mixed bfloat16.
+accumulation with global-norm clipping, a tf.data input, a NaN example
+skipped by `NanGuard("skip")` on every replica, and a one-replica strategy.
 Prints one `ok <case>` line per case.
 """
 
@@ -17,7 +18,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tfcraft.training import Trainer  # noqa: E402
+from tfcraft.training import NanGuard, Trainer  # noqa: E402
 
 
 def build():
@@ -52,12 +53,15 @@ CASES = {
 }
 
 
-def train(strategy, case, fit_data=None, **extra):
+def train(strategy, case, fit_data=None, nan=False, **extra):
     kwargs = {**CASES[case], **extra}
     trainer = Trainer(
         build, optimizer=keras.optimizers.Adam(0.05), seed=3, strategy=strategy, **kwargs
     )
     x, y = data()
+    if nan:
+        x = x.copy()
+        x[9] = np.nan  # one bad example: the replica holding it and the other both skip
     history = trainer.fit(
         fit_data if fit_data is not None else (x, y),
         epochs=3,
@@ -90,6 +94,11 @@ def main(cases):
             dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
             one = train(None, "default", fit_data=dataset)
             two = train(mirrored, "default", fit_data=dataset)
+        elif case == "nan_skip":
+            one = train(None, "default", nan=True, callbacks=[NanGuard(policy="skip")])
+            two = train(mirrored, "default", nan=True, callbacks=[NanGuard(policy="skip")])
+            skipped = one[1]["nonfinite_steps"]
+            assert skipped == [1, 1, 1], skipped  # once per epoch, on both
         elif case == "one_replica":
             one = train(None, "default")
             two = train(tf.distribute.MirroredStrategy(["/cpu:0"]), "default")
@@ -101,4 +110,4 @@ def main(cases):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or [*CASES, "dataset", "one_replica"])
+    main(sys.argv[1:] or [*CASES, "dataset", "nan_skip", "one_replica"])

@@ -65,7 +65,7 @@ def test_mirrored_two_replicas_match_one_device():
         [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=900
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    for case in ("default", "loss_fn", "accumulate_clip", "dataset", "one_replica"):
+    for case in ("default", "loss_fn", "accumulate_clip", "dataset", "nan_skip", "one_replica"):
         assert f"ok {case}" in result.stdout
 
 
