@@ -90,8 +90,12 @@ def variants() -> dict:
         out[f"gmm k=1 min_variance={floor}"] = lambda s, f=floor: gmm(1, min_variance=f, seed=s)
     out["gmm k=bic min_variance=0.01"] = lambda s: gmm("bic", seed=s)
     out["gmm k=1 no-shrinkage"] = lambda s: gmm(1, shrinkage=0.0, seed=s)
+    out["gmm k=bic no-shrinkage"] = lambda s: gmm("bic", shrinkage=0.0, seed=s)
     out["ensemble gmm k=1 + gmm bic"] = lambda s: EnsembleDetector(
         [gmm(1), gmm("bic")], calibration="holdout", seed=s
+    )
+    out["ensemble gmm k=1 + gmm bic, no-shrinkage"] = lambda s: EnsembleDetector(
+        [gmm(1, shrinkage=0.0), gmm("bic", shrinkage=0.0)], calibration="holdout", seed=s
     )
     if "--with-neural" in sys.argv:
         out["flow (defaults)"] = lambda s: FlowDetector(seed=s)
