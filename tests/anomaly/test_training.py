@@ -82,3 +82,28 @@ def test_tf_data_streaming_errors():
         FlowDetector(hidden_units=(4,), num_layers=1, epochs=1).fit(
             tf.data.Dataset.from_tensor_slices(bad).batch(20)
         )
+
+
+@pytest.mark.parametrize("name", ["tiny_flow", "tiny_vae"])
+def test_scoring_a_tf_data_dataset_matches_the_array(fitted, normal_data, name):
+    _, test = normal_data
+    detector = fitted[name]
+    dataset = tf.data.Dataset.from_tensor_slices(test).batch(32)
+    np.testing.assert_allclose(
+        detector.score_samples(dataset), detector.score_samples(test), rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_array_equal(detector.predict(dataset), detector.predict(test))
+    labelled = tf.data.Dataset.from_tensor_slices((test, np.zeros(len(test)))).batch(50)
+    np.testing.assert_allclose(
+        detector.anomaly_score(labelled), detector.anomaly_score(test), rtol=1e-5, atol=1e-5
+    )
+    wrong = tf.data.Dataset.from_tensor_slices(test[:, :2]).batch(32)
+    with pytest.raises(ValueError, match=r"2-D batches with 3 features.*batch shape \(None, 2\)"):
+        detector.score_samples(wrong)
+
+
+def test_scoring_tf_data_is_refused_by_in_memory_detectors(fitted, normal_data):
+    _, test = normal_data
+    dataset = tf.data.Dataset.from_tensor_slices(test).batch(32)
+    with pytest.raises(TypeError, match="GaussianMixtureDetector scores in-memory arrays only"):
+        fitted["tiny_mixture"].score_samples(dataset)

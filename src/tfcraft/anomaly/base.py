@@ -257,9 +257,39 @@ class Detector(OutlierMixin, BaseEstimator):
 
     # -------------------------------------------------------------- scoring
     def score_samples(self, X: Any) -> np.ndarray:
-        """Log-likelihood of each row under the fitted density (higher = more normal)."""
+        """Log-likelihood of each row under the fitted density (higher = more normal).
+
+        `X` is an array, or for the detectors that fit from `tf.data` also a
+        `tf.data.Dataset` of feature batches (scored batch by batch).
+        """
         check_is_fitted(self)
+        if _is_dataset(X):
+            return self._score_stream(X)
         return self._score(self._validate(X, reset=False))
+
+    def _score_stream(self, dataset) -> np.ndarray:
+        """Scores of a `tf.data.Dataset` of `(rows, features)` batches, memory bounded by one."""
+        import tensorflow as tf
+
+        if not getattr(self, "_supports_streaming", False):
+            raise TypeError(
+                f"{type(self).__name__} scores in-memory arrays only; pass a NumPy array. "
+                f"Received: X of type {type(dataset).__name__}"
+            )
+        spec = dataset.element_spec
+        spec = spec[0] if isinstance(spec, tuple | list) else spec
+        width = spec.shape[-1] if spec.shape.rank == 2 else None
+        if spec.shape.rank != 2 or (width is not None and width != self.n_features_in_):
+            raise ValueError(
+                f"X must yield 2-D batches with {self.n_features_in_} features, as "
+                f"{type(self).__name__} was fitted with. Received: batch shape {spec.shape}"
+            )
+        if isinstance(dataset.element_spec, tuple | list):
+            dataset = dataset.map(lambda *parts: parts[0])
+        dataset = dataset.map(
+            lambda b: tf.debugging.assert_all_finite(b, "X contains NaN or inf values")
+        )
+        return np.asarray(self._log_prob(self.model_, dataset), dtype=np.float64)
 
     def anomaly_score(self, X: Any) -> np.ndarray:
         """Negative log-likelihood of each row (higher = more anomalous, as PyOD)."""
