@@ -20,7 +20,7 @@ import fcntl
 import os
 from pathlib import Path
 
-__all__ = ["FolderLockedError", "hold_folder_lock"]
+__all__ = ["FolderLockedError", "hold_folder_lock", "lock_pid_file"]
 
 _LOCK_NAME = ".lock"
 _HELD: dict[str, object] = {}  # resolved folder -> open lock file, for this process
@@ -36,21 +36,33 @@ def hold_folder_lock(path: str | os.PathLike) -> None:
     key = str(path.resolve())
     if key in _HELD:
         return
-    path.mkdir(parents=True, exist_ok=True)
-    handle = open(path / _LOCK_NAME, "a+", encoding="utf-8")  # noqa: SIM115 (held open)
+    handle, holder = lock_pid_file(path / _LOCK_NAME)
+    if handle is None:
+        raise FolderLockedError(
+            f"Folder {str(path)!r} is being written by another process (pid {holder}); "
+            "two writers would mix their checkpoints. Wait for it to finish or choose "
+            "another folder."
+        )
+    _HELD[key] = handle
+
+
+def lock_pid_file(path: Path):
+    """Take an exclusive non-blocking `flock` on the file `path` and write our pid in it.
+
+    Returns `(handle, None)` with the open, locked file (keep it open to hold
+    the lock), or `(None, holder)` with the holding process's pid as text.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held open)
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.seek(0)
         holder = handle.read().strip() or "unknown"
         handle.close()
-        raise FolderLockedError(
-            f"Folder {str(path)!r} is being written by another process (pid {holder}); "
-            "two writers would mix their checkpoints. Wait for it to finish or choose "
-            "another folder."
-        ) from None
+        return None, holder
     handle.seek(0)
     handle.truncate()
     handle.write(str(os.getpid()))
     handle.flush()
-    _HELD[key] = handle
+    return handle, None

@@ -38,6 +38,7 @@ from typing import Any
 import yaml
 
 from tfcraft._io import write_json_atomic, write_text_atomic
+from tfcraft._locks import lock_pid_file
 
 __all__ = [
     "RunDirectory",
@@ -127,22 +128,12 @@ class RunDirectory:
     def open(cls, path: str | os.PathLike) -> RunDirectory:
         """Create `path` if needed and lock it, or raise `RunLockedError` at once."""
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        handle = open(path / _LOCK_NAME, "a+", encoding="utf-8")  # noqa: SIM115 (held open)
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
+        handle, holder = lock_pid_file(path / _LOCK_NAME)
+        if handle is None:
             raise RunLockedError(
                 f"run directory {str(path)!r} is in use by another tfcraft process "
                 f"(pid {holder}); wait for it to finish or choose another --out"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
+            )
         return cls(path, handle)
 
     def close(self) -> None:
