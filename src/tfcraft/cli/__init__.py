@@ -56,14 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "config", type=Path, help="a YAML config file, or a bundled config's name (configs/)"
     )
-    train.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (value parsed as YAML)",
-    )
+    _add_overrides(train, "override a config key (value parsed as YAML)")
     train.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its latest checkpoint"
     )
@@ -100,26 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     detect = commands.add_parser("detect", help="fit and evaluate an anomaly detector")
     detect.add_argument("config", type=Path, help="a YAML config file or a bundled config's name")
-    detect.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (value parsed as YAML)",
-    )
+    _add_overrides(detect, "override a config key (value parsed as YAML)")
     detect.add_argument("--out", type=Path, help="run directory (default runs/NAME)")
 
     rl = commands.add_parser("rl", help="train a reinforcement-learning agent")
     rl.add_argument("config", type=Path, help="a YAML config file or a bundled config's name")
-    rl.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (value parsed as YAML)",
-    )
+    _add_overrides(rl, "override a config key (value parsed as YAML)")
     rl.add_argument("--out", type=Path, help="run directory (default runs/NAME)")
 
     recipe = commands.add_parser("recipe", help="run the healthcare or finance recipe")
@@ -127,18 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument("--out", type=Path, help="run directory (default runs/recipe_NAME)")
     recipe.add_argument("--full", action="store_true", help="the full budget (default: quick)")
     recipe.add_argument("--seed", type=int, default=0, help="seed of the models (default 0)")
-    recipe.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a keyword argument of the recipe's run(), e.g. models=[deterministic]",
-    )
+    _add_overrides(recipe, "a keyword argument of the recipe's run(), e.g. models=[deterministic]")
 
     report = commands.add_parser("report", help="rebuild report.html of a run directory")
     report.add_argument("run_dir", type=Path, help="a run directory (any command's)")
     return parser
+
+
+def _add_overrides(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """The repeatable `--set KEY=VALUE` option."""
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help_text
+    )
 
 
 def _run(args) -> int:
