@@ -15,7 +15,8 @@ training part, fitted without labels, test ROC-AUC), PyOD's MCD and IForest
 printed as anchors. The variant with the best mean ROC-AUC over these sets is
 the default; the result is written to benchmarks/results/anomaly_defaults_study.md.
 
-Run: `/tmp/bench .venv/bin/python benchmarks/anomaly_defaults_study.py [--quick | --splits N]`
+Run: `/tmp/bench .venv/bin/python benchmarks/anomaly_defaults_study.py [--quick | --splits N]
+[--floors] [--with-neural]`
 """
 
 from __future__ import annotations
@@ -86,17 +87,15 @@ def variants() -> dict:
         return GaussianMixtureDetector(k, calibration="holdout", **kwargs)
 
     out = {}
-    for floor in (0.0, 0.01, 0.1):
-        out[f"gmm k=1 min_variance={floor}"] = lambda s, f=floor: gmm(1, min_variance=f, seed=s)
-    out["gmm k=bic min_variance=0.01"] = lambda s: gmm("bic", seed=s)
-    out["gmm k=1 no-shrinkage"] = lambda s: gmm(1, shrinkage=0.0, seed=s)
-    out["gmm k=bic no-shrinkage"] = lambda s: gmm("bic", shrinkage=0.0, seed=s)
-    out["ensemble gmm k=1 + gmm bic"] = lambda s: EnsembleDetector(
-        [gmm(1), gmm("bic")], calibration="holdout", seed=s
-    )
-    out["ensemble gmm k=1 + gmm bic, no-shrinkage"] = lambda s: EnsembleDetector(
-        [gmm(1, shrinkage=0.0), gmm("bic", shrinkage=0.0)], calibration="holdout", seed=s
-    )
+    if "--floors" in sys.argv:
+        for floor in (0.0, 0.01, 0.1):
+            out[f"gmm k=1 min_variance={floor}"] = lambda s, f=floor: gmm(1, min_variance=f, seed=s)
+    for label, shrinkage in (("no shrinkage", 0.0), ("ledoit_wolf", "ledoit_wolf")):
+        out[f"gmm k=1, {label}"] = lambda s, r=shrinkage: gmm(1, shrinkage=r, seed=s)
+        out[f"gmm k=bic, {label}"] = lambda s, r=shrinkage: gmm("bic", shrinkage=r, seed=s)
+        out[f"ensemble gmm k=1 + gmm bic, {label}"] = lambda s, r=shrinkage: EnsembleDetector(
+            [gmm(1, shrinkage=r), gmm("bic", shrinkage=r)], calibration="holdout", seed=s
+        )
     if "--with-neural" in sys.argv:
         out["flow (defaults)"] = lambda s: FlowDetector(seed=s)
         out["ensemble gmm k=1 + gmm bic + flow"] = lambda s: EnsembleDetector(
@@ -116,7 +115,11 @@ def anchors() -> dict:
 
 
 def main(argv=None) -> None:
-    argv = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--with-neural"]
+    argv = [
+        a
+        for a in (sys.argv[1:] if argv is None else argv)
+        if a not in ("--with-neural", "--floors")
+    ]
     quick, splits = parse_split_args(__doc__, argv, default_splits=3, quick_splits=1)
     warnings.filterwarnings("ignore")
     names = [*KEEL_SETS, *(label for label, _ in SYNTHETIC)]
