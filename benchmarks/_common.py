@@ -232,3 +232,31 @@ def parse_split_args(doc: str, argv, default_splits: int, quick_splits: int):
     parser.add_argument("--splits", type=int, default=default_splits, help="splits per set")
     args = parser.parse_args(argv)
     return args.quick, quick_splits if args.quick else args.splits
+
+
+def standardised_splits(X, y, splits: int):
+    """The anomaly protocol's splits: stratified 60/40, standardised on the training part.
+
+    Yields `(split, X_train, X_test, y_test)` with float32 features.
+    """
+    import numpy as np
+    from sklearn.model_selection import StratifiedShuffleSplit
+    from sklearn.preprocessing import StandardScaler
+
+    splitter = StratifiedShuffleSplit(splits, test_size=0.4, random_state=0)
+    for split, (train, test) in enumerate(splitter.split(X, y)):
+        scaler = StandardScaler().fit(X[train])
+        X_train = scaler.transform(X[train]).astype(np.float32)
+        yield split, X_train, scaler.transform(X[test]).astype(np.float32), y[test]
+
+
+def fit_and_score_outliers(make, split: int, X_train, X_test):
+    """Fit `make(split)` without labels; returns `(model, anomaly scores of X_test, seconds)`."""
+    start = time.perf_counter()
+    model = make(split).fit(X_train)
+    score = (
+        model.anomaly_score(X_test)
+        if hasattr(model, "anomaly_score")
+        else model.decision_function(X_test)
+    )
+    return model, score, time.perf_counter() - start

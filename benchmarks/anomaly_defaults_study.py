@@ -22,20 +22,19 @@ Run: `/tmp/bench .venv/bin/python benchmarks/anomaly_defaults_study.py [--quick 
 from __future__ import annotations
 
 import sys
-import time
 import warnings
 
 import numpy as np
 from _common import (
     RESULTS_DIR,
+    fit_and_score_outliers,
     machine_summary,
     markdown_table,
     parse_split_args,
+    standardised_splits,
     write_text_atomic,
 )
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import StratifiedShuffleSplit
-from sklearn.preprocessing import StandardScaler
 
 from tfcraft.datasets.packaged import read_keel
 
@@ -128,20 +127,11 @@ def main(argv=None) -> None:
     seconds = {m: [] for m in makers}
     for name in names:
         X, y = dev_set(name)
-        splitter = StratifiedShuffleSplit(splits, test_size=0.4, random_state=0)
-        for split, (train, test) in enumerate(splitter.split(X, y)):
-            scaler = StandardScaler().fit(X[train])
-            X_train, X_test = scaler.transform(X[train]), scaler.transform(X[test])
+        for split, X_train, X_test, y_test in standardised_splits(X, y, splits):
             for method, make in makers.items():
-                start = time.perf_counter()
-                model = make(split).fit(X_train)
-                score = (
-                    model.anomaly_score(X_test)
-                    if hasattr(model, "anomaly_score")
-                    else model.decision_function(X_test)
-                )
-                seconds[method].append(time.perf_counter() - start)
-                auc[method].setdefault(name, []).append(roc_auc_score(y[test], score))
+                _, score, took = fit_and_score_outliers(make, split, X_train, X_test)
+                seconds[method].append(took)
+                auc[method].setdefault(name, []).append(roc_auc_score(y_test, score))
         print(name, {m: round(float(np.mean(v[name])), 3) for m, v in auc.items()}, flush=True)
     headers = ["method", *names, "mean", "fit+score s"]
     rows = []

@@ -23,15 +23,19 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import sys
-import time
 import warnings
 
 import numpy as np
-from _common import RESULTS_DIR, machine_summary, markdown_table, write_text_atomic
+from _common import (
+    RESULTS_DIR,
+    fit_and_score_outliers,
+    machine_summary,
+    markdown_table,
+    standardised_splits,
+    write_text_atomic,
+)
 from scipy import stats
 from sklearn.metrics import average_precision_score, roc_auc_score
-from sklearn.model_selection import StratifiedShuffleSplit
-from sklearn.preprocessing import StandardScaler
 
 from tfcraft.datasets import OUTLIER_SETS, load_outliers
 
@@ -123,23 +127,13 @@ def main(argv=None) -> None:
     auto_rates: dict[str, list[tuple[float, float]]] = {}
     for name in sets:
         X, y = load_outliers(name)
-        splitter = StratifiedShuffleSplit(args.splits, test_size=0.4, random_state=0)
-        for split, (train, test) in enumerate(splitter.split(X, y)):
-            scaler = StandardScaler().fit(X[train])
-            X_train = scaler.transform(X[train]).astype(np.float32)
-            X_test = scaler.transform(X[test]).astype(np.float32)
-            inliers = y[test] == 0
+        for split, X_train, X_test, y_test in standardised_splits(X, y, args.splits):
+            inliers = y_test == 0
             for method, make in makers.items():
-                start = time.perf_counter()
-                model = make(split).fit(X_train)
-                score = (
-                    model.anomaly_score(X_test)
-                    if hasattr(model, "anomaly_score")
-                    else model.decision_function(X_test)
-                )
-                seconds[method].setdefault(name, []).append(time.perf_counter() - start)
-                auc[method].setdefault(name, []).append(roc_auc_score(y[test], score))
-                ap[method].setdefault(name, []).append(average_precision_score(y[test], score))
+                model, score, took = fit_and_score_outliers(make, split, X_train, X_test)
+                seconds[method].setdefault(name, []).append(took)
+                auc[method].setdefault(name, []).append(roc_auc_score(y_test, score))
+                ap[method].setdefault(name, []).append(average_precision_score(y_test, score))
                 if hasattr(model, "calibration_scores_"):  # contamination="auto" on inliers
                     flagged = model.predict(X_test) == -1
                     auto_rates.setdefault(method, []).append(
