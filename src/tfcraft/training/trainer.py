@@ -180,11 +180,9 @@ class Trainer:
         self.callbacks = list(callbacks or [])
         CallbackList(self.callbacks)  # type-check now, not mid-fit
         self.checkpoint_dir = self._distribution.checkpoint_dir(checkpoint_dir)
-        self.checkpoint_every = (
-            None
-            if checkpoint_every is None
-            else check_positive_int("checkpoint_every", checkpoint_every)
-        )
+        if checkpoint_every is not None:
+            checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
+        self.checkpoint_every = checkpoint_every
         self.max_to_keep = check_positive_int("max_to_keep", max_to_keep)
         if self.optimizer is None and train_step is None:
             raise ValueError("Argument `optimizer` is required without `train_step`.")
@@ -207,16 +205,11 @@ class Trainer:
 
     def get_weights(self) -> list[np.ndarray]:
         """Model weights as NumPy arrays (trainable variables for a `tf.Module`)."""
-        if hasattr(self.model, "get_weights"):
-            return self.model.get_weights()
-        return [v.numpy() for v in self.model.trainable_variables]
+        return [v.numpy() for v in self.weight_variables()]
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
         """Set what `get_weights` returned."""
-        if hasattr(self.model, "set_weights"):
-            self.model.set_weights(weights)
-            return
-        for variable, value in zip(self.model.trainable_variables, weights, strict=True):
+        for variable, value in zip(self.weight_variables(), weights, strict=True):
             variable.assign(value)
 
     def weight_variables(self) -> list[tf.Variable]:
