@@ -9,6 +9,14 @@ graph call runs a step of every member; each still gets exactly its own
 gradient), which `benchmarks/ensemble_joint.py` measures; `vectorize=False`
 trains them one after the other, each with its own shuffling seed.
 
+`fit(..., checkpoint_dir=d)` checkpoints through the `Trainer`: the joint model
+in `d/joint`, or member `i` in `d/member_<ii>`, beside a `d/manifest.json`
+(written atomically) naming the ensemble and the members that finished.
+`fit(..., checkpoint_dir=d, resume=True)` after a crash loads the finished
+members, continues the interrupted one from its last checkpoint and trains the
+rest: the weights equal an uninterrupted fit's, bit for bit under
+`tfcraft.enable_determinism`.
+
 Example:
 
 >>> import keras, numpy as np
@@ -33,7 +41,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from tfcraft._io import replace_folder_atomic
+from tfcraft._io import replace_folder_atomic, write_json_atomic
+from tfcraft._locks import hold_folder_lock
 from tfcraft._validation import check_positive_int, check_seed
 from tfcraft.bayes._joint import (
     joint_data,
@@ -53,6 +62,7 @@ from tfcraft.training.trainer import Trainer
 __all__ = ["DeepEnsemble"]
 
 _FORMAT = "tfcraft.DeepEnsemble"
+_CHECKPOINTS_FORMAT = "tfcraft.DeepEnsemble.checkpoints"
 _MANIFEST = "manifest.json"
 
 
@@ -127,6 +137,8 @@ class DeepEnsemble:
         callbacks: Sequence | None = None,
         verbose: int = 0,
         vectorize: bool | str = "auto",
+        checkpoint_dir: str | os.PathLike | None = None,
+        resume: bool = False,
         **trainer_kwargs,
     ) -> list:
         """Train every member on `(x, y)`; return their histories.
@@ -157,15 +169,39 @@ class DeepEnsemble:
                 members (no `metrics`, `callbacks`, global-norm `clip` or
                 validation sample weights) and
                 each has one symbolic input (Sequential or functional).
+            checkpoint_dir: Optional folder for checkpoints: the joint model's
+                Trainer writes to `checkpoint_dir/joint`, member `i`'s to
+                `checkpoint_dir/member_<ii>` (`member_00`, ...), and
+                `manifest.json` (atomic) records the ensemble (seeds, how it
+                trains) and which members finished. `checkpoint_every`,
+                `max_to_keep` go in `trainer_kwargs`.
+            resume: Continue an interrupted `fit` from `checkpoint_dir` (same
+                ensemble seed, members and `vectorize`, as the manifest
+                checks): finished members are loaded from their last
+                checkpoint, the interrupted one continues from its own (same
+                epoch, batch and shuffling) and the others train from the
+                start. `epochs` is the total, as for `Trainer.fit`. Starts
+                fresh, with a warning, if there is no checkpoint.
             **trainer_kwargs: Further `tfcraft.training.Trainer` arguments
                 (`clip`, `jit_compile`, `steps_per_execution`, ...).
 
         Returns:
             The `History` of each member (`loss`, and `val_loss` with validation data).
+
+        Raises:
+            ValueError: bad arguments, or `resume=True` with a `checkpoint_dir`
+                of another ensemble, or with a finished member's checkpoints missing.
         """
         joint = self._use_joint(
             vectorize, metrics, callbacks, trainer_kwargs.get("clip"), validation_data
         )
+        if not isinstance(resume, bool):
+            raise TypeError(f"Argument `resume` must be a bool. Received: resume={resume!r}")
+        if resume and checkpoint_dir is None:
+            raise ValueError("`resume=True` needs `checkpoint_dir`. Received: checkpoint_dir=None")
+        store = None
+        if checkpoint_dir is not None:
+            store = _EnsembleCheckpoints(checkpoint_dir, self, joint)
         settings = (
             loss,
             optimizer,
@@ -173,9 +209,11 @@ class DeepEnsemble:
             list(callbacks or ()),
             trainer_kwargs,
             joint,
+            None if store is None else str(store.directory),
         )
         if not self.trainers or settings != self._settings:
             member_loss = self._default_loss() if loss is None else loss
+            folders = [None] * self.num_members if store is None else store.paths()
             if joint:
                 self.trainers = [
                     Trainer(
@@ -183,26 +221,39 @@ class DeepEnsemble:
                         optimizer=_fresh_optimizer(optimizer),
                         loss_fn=member_sum_loss_fn(get_loss(member_loss), self.members),
                         seed=self.seed,
+                        checkpoint_dir=folders[0],
                         **trainer_kwargs,
                     )
                 ]
             else:
                 self.trainers = self._member_trainers(
-                    member_loss, optimizer, metrics, callbacks, trainer_kwargs
+                    member_loss, optimizer, metrics, callbacks, folders, trainer_kwargs
                 )
             self._settings = settings
+        resumes = [False] * len(self.trainers) if store is None else store.open(resume)
         fit_args = {"epochs": epochs, "batch_size": batch_size, "verbose": verbose}
         if joint:
             if validation_data is not None:
                 validation_data = joint_data(*validation_data, None, self.num_members)
             history = self.trainers[0].fit(
-                joint_data(x, y, self.seeds), validation_data=validation_data, **fit_args
+                joint_data(x, y, self.seeds),
+                validation_data=validation_data,
+                resume=resumes[0],
+                **fit_args,
             )
+            if store is not None:
+                store.finish(0)
             return [_member_history(history, i) for i in range(self.num_members)]
-        return [
-            trainer.fit((x, y), validation_data=validation_data, **fit_args)
-            for trainer in self.trainers
-        ]
+        histories = []
+        for index, trainer in enumerate(self.trainers):
+            histories.append(
+                trainer.fit(
+                    (x, y), validation_data=validation_data, resume=resumes[index], **fit_args
+                )
+            )
+            if store is not None:
+                store.finish(index)
+        return histories
 
     def _use_joint(self, vectorize, metrics, callbacks, clip, validation_data) -> bool:
         if vectorize not in (True, False, "auto"):
@@ -228,7 +279,7 @@ class DeepEnsemble:
             )
         return bool(vectorize)
 
-    def _member_trainers(self, member_loss, optimizer, metrics, callbacks, trainer_kwargs):
+    def _member_trainers(self, member_loss, optimizer, metrics, callbacks, folders, kwargs):
         return [
             Trainer(
                 member,
@@ -237,9 +288,10 @@ class DeepEnsemble:
                 metrics=metrics,
                 seed=member_seed,
                 callbacks=callbacks,
-                **trainer_kwargs,
+                checkpoint_dir=folder,  # each member its own folder: never shared
+                **kwargs,
             )
-            for member, member_seed in zip(self.members, self.seeds, strict=True)
+            for member, member_seed, folder in zip(self.members, self.seeds, folders, strict=True)
         ]
 
     def predict(
@@ -326,6 +378,108 @@ class DeepEnsemble:
         ensemble.members = [load_model(path / name) for name in manifest["members"]]
         ensemble.trainers, ensemble._settings = [], None
         return ensemble
+
+
+class _EnsembleCheckpoints:
+    """An ensemble fit's checkpoint folder: one Trainer folder per member (or joint model).
+
+    `manifest.json` names the ensemble (seed, member seeds, joint or one after
+    the other) and which folders finished their `fit`; it is written
+    atomically before training and after each member, and checked on resume.
+    """
+
+    def __init__(self, directory, ensemble: DeepEnsemble, joint: bool) -> None:
+        if not isinstance(directory, str | os.PathLike):
+            raise TypeError(
+                "Argument `checkpoint_dir` must be a path (str or os.PathLike). "
+                f"Received: checkpoint_dir={directory!r}"
+            )
+        self.directory = Path(directory)
+        self.folders = (
+            ["joint"] if joint else [f"member_{i:02d}" for i in range(ensemble.num_members)]
+        )
+        self.identity = {
+            "format": _CHECKPOINTS_FORMAT,
+            "num_members": ensemble.num_members,
+            "seed": ensemble.seed,
+            "seeds": list(ensemble.seeds),
+            "training": "joint" if joint else "one after the other",
+        }
+        self.finished = [False] * len(self.folders)
+
+    @property
+    def manifest(self) -> Path:
+        """Path of the manifest file."""
+        return self.directory / _MANIFEST
+
+    def paths(self) -> list[Path]:
+        """The Trainers' checkpoint folders, one per member (or one, joint)."""
+        return [self.directory / folder for folder in self.folders]
+
+    def open(self, resume: bool) -> list[bool]:
+        """Lock the folder, check and (re)write the manifest; `resume` flag of each Trainer."""
+        hold_folder_lock(self.directory)  # a second process is refused at once
+        started = [(path / "checkpoint").exists() for path in self.paths()]
+        if resume:
+            self.finished = self._read_finished(any(started))
+            for folder, finished, has_checkpoint in zip(
+                self.folders, self.finished, started, strict=True
+            ):
+                if finished and not has_checkpoint:
+                    raise ValueError(
+                        f"{self.manifest} says {folder!r} finished training, but "
+                        f"{self.directory / folder} holds no checkpoint; its weights are lost. "
+                        "Nothing was changed; fit again without `resume`."
+                    )
+        else:
+            self.finished = [False] * len(self.folders)
+        self._write()
+        return [resume and has_checkpoint for has_checkpoint in started]
+
+    def finish(self, index: int) -> None:
+        """Record that folder `index`'s `fit` returned."""
+        self.finished[index] = True
+        self._write()
+
+    def _read_finished(self, started: bool) -> list[bool]:
+        if not self.manifest.exists():
+            if started:
+                raise ValueError(
+                    f"{self.manifest} is missing, so the checkpoints in {self.directory} "
+                    "cannot be matched to this ensemble. Received: resume=True"
+                )
+            warnings.warn(
+                f"`resume=True` but {self.directory} has no ensemble checkpoint; starting fresh.",
+                stacklevel=4,
+            )
+            return [False] * len(self.folders)
+        try:
+            manifest = json.loads(self.manifest.read_text())
+            saved = {key: manifest.get(key) for key in self.identity}
+        except (OSError, ValueError, AttributeError) as error:
+            raise self._corrupt(error) from error
+        for key, expected in self.identity.items():
+            if saved[key] != expected:
+                raise ValueError(
+                    f"{self.directory} holds the checkpoints of another ensemble fit: "
+                    f"{self.manifest} has {key}={saved[key]!r}, this fit has "
+                    f"{key}={expected!r}. Resume with the same `seed`, `num_members` and "
+                    "`vectorize`, or use another `checkpoint_dir`."
+                )
+        try:
+            return [bool(manifest["finished"][folder]) for folder in self.folders]
+        except (KeyError, TypeError) as error:
+            raise self._corrupt(error) from error
+
+    def _corrupt(self, error: Exception) -> ValueError:
+        return ValueError(
+            f"Ensemble checkpoint manifest {self.manifest} is corrupt "
+            f"({type(error).__name__}: {error}). Nothing was changed."
+        )
+
+    def _write(self) -> None:
+        finished = dict(zip(self.folders, self.finished, strict=True))
+        write_json_atomic(self.manifest, {**self.identity, "finished": finished})
 
 
 def _checked_model(model: object, seed: int) -> keras.Model:
