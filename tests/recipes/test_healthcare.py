@@ -56,3 +56,27 @@ def test_bad_inputs():
         healthcare.run("pima", models=("svm",))
     with pytest.raises(ValueError, match=r"Received: seeds=\(\)"):
         healthcare.run("pima", seeds=())
+
+
+def test_temperature_scaling_keeps_ranking_and_conformal_sets_and_lowers_validation_nll():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, size=400)
+    logit = 6.0 * (y - 0.5) + rng.normal(0.0, 4.0, size=400)  # over-confident, ~25% wrong
+    p = 1.0 / (1.0 + np.exp(-logit))
+    probs = np.stack([1 - p, p], axis=1)
+    val, test = healthcare.temperature_scale(probs[:200], y[:200], probs[200:])
+    assert not np.allclose(test, probs[200:])  # the temperature moved the probabilities
+
+    def nll(q, labels):
+        return -np.mean(np.log(q[np.arange(len(labels)), labels]))
+
+    assert nll(val, y[:200]) < nll(probs[:200], y[:200])
+    assert bayes.aurc(y[200:], test) == pytest.approx(bayes.aurc(y[200:], probs[200:]))
+    np.testing.assert_array_equal(test.argmax(axis=1), probs[200:].argmax(axis=1))
+    for level in (0.9, 0.95):
+        before = bayes.ConformalClassifier(level, method="lac").fit(probs[:200], y[:200])
+        after = bayes.ConformalClassifier(level, method="lac").fit(val, y[:200])
+        np.testing.assert_array_equal(before.predict_set(probs[200:]), after.predict_set(test))
+    raw = healthcare.evaluate_probs(y[200:], probs[200:])
+    scaled = healthcare.evaluate_probs(y[200:], test)
+    assert scaled["ece"] < raw["ece"]  # same data-generating process: calibration carries over
