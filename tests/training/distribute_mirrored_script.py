@@ -8,6 +8,7 @@ skipped by `NanGuard("skip")` on every replica, and a one-replica strategy.
 Prints one `ok <case>` line per case.
 """
 
+import contextlib
 import sys
 
 import tensorflow as tf
@@ -19,6 +20,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tfcraft.training import NanGuard, Trainer  # noqa: E402
+from tfcraft.training.distribute import global_batch_size  # noqa: E402
 
 
 def build():
@@ -46,6 +48,39 @@ def l1_loss_fn(model, batch, training):
     return tf.reduce_mean(tf.square(y - y_pred)) + l1, {"y_pred": y_pred, "l1": l1}
 
 
+class AverageStep(tf.Module):
+    """A custom train_step: loss averaged over the global batch, a Keras optimizer."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.optimizer = keras.optimizers.Adam(0.05)
+        self.optimizer.build(model.trainable_variables)
+
+    def __call__(self, model, batch):
+        x, y = batch
+        with tf.GradientTape() as tape:
+            per_example = tf.reduce_mean(tf.square(model(x, training=True) - y), axis=-1)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size())
+        grads = tape.gradient(loss, model.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        return {"loss": loss}
+
+
+def custom_step_trainer(strategy, seed=3):
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = build()
+        step = AverageStep(model)
+    return Trainer(
+        model,
+        optimizer=None,
+        loss="mse",
+        metrics=["mae"],
+        train_step=step,
+        seed=seed,
+        strategy=strategy,
+    )
+
+
 CASES = {
     "default": dict(loss="mse", metrics=["mae"]),
     "loss_fn": dict(loss_fn=l1_loss_fn, metrics=["mae"]),
@@ -54,22 +89,31 @@ CASES = {
 
 
 def train(strategy, case, fit_data=None, nan=False, **extra):
-    kwargs = {**CASES[case], **extra}
-    trainer = Trainer(
-        build, optimizer=keras.optimizers.Adam(0.05), seed=3, strategy=strategy, **kwargs
-    )
+    kwargs = {**CASES.get(case, {}), **extra}
+    if case == "custom_step":
+        trainer, kwargs = custom_step_trainer(strategy), {"loss": "mse"}
+    else:
+        trainer = Trainer(
+            build, optimizer=keras.optimizers.Adam(0.05), seed=3, strategy=strategy, **kwargs
+        )
     x, y = data()
     if nan:
         x = x.copy()
         x[9] = np.nan  # one bad example: the replica holding it and the other both skip
+    validation = (x[:7], y[:7])
+    if fit_data is not None:  # a tf.data validation set too, with a partial batch
+        validation = tf.data.Dataset.from_tensor_slices(validation).batch(4)
     history = trainer.fit(
         fit_data if fit_data is not None else (x, y),
         epochs=3,
         batch_size=8,
-        validation_data=(x[:7], y[:7]) if fit_data is None else None,
+        validation_data=validation if "loss" in kwargs or "loss_fn" in kwargs else None,
         verbose=0,
     )
     extra_logs = {f"evaluate_{k}": [v] for k, v in trainer.evaluate((x, y), batch_size=8).items()}
+    if fit_data is not None:
+        evaluated = trainer.evaluate(tf.data.Dataset.from_tensor_slices((x, y)).batch(6))
+        extra_logs.update({f"evaluate_dataset_{k}": [v] for k, v in evaluated.items()})
     extra_logs["predict"] = trainer.predict(x[:5], batch_size=4).ravel().tolist()
     return trainer.get_weights(), {**history.history, **extra_logs}
 
@@ -94,6 +138,12 @@ def main(cases):
             dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
             one = train(None, "default", fit_data=dataset)
             two = train(mirrored, "default", fit_data=dataset)
+        elif case in ("custom_step", "custom_step_dataset"):
+            x, y = data()
+            dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+            fit_data = dataset if case == "custom_step_dataset" else None
+            one = train(None, "custom_step", fit_data=fit_data)
+            two = train(mirrored, "custom_step", fit_data=fit_data)
         elif case == "nan_skip":
             one = train(None, "default", nan=True, callbacks=[NanGuard(policy="skip")])
             two = train(mirrored, "default", nan=True, callbacks=[NanGuard(policy="skip")])
@@ -110,4 +160,7 @@ def main(cases):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or [*CASES, "dataset", "nan_skip", "one_replica"])
+    main(
+        sys.argv[1:]
+        or [*CASES, "dataset", "custom_step", "custom_step_dataset", "nan_skip", "one_replica"]
+    )

@@ -59,8 +59,71 @@ def make_trainer(strategy, checkpoint_dir=None, callbacks=()):
     )
 
 
-def train(checkpoint_dir=None, epochs=4, resume=False, kill_worker_at_epoch=None, jsonl=None):
-    """Train under MultiWorkerMirroredStrategy; worker 1 may SIGKILL itself mid-run."""
+SEEN = []  # row ids of the training batches this process's replicas saw, one list per step
+
+
+def _record(ids):
+    SEEN.append(sorted(int(i) for i in ids.numpy()))
+
+
+def id_loss_fn(model, batch, training):
+    """MSE on the first 3 columns; the 4th is the row's id, recorded while training."""
+    import tensorflow as tf
+
+    x, y = batch
+    if training:
+        tf.py_function(_record, [x[:, 3]], [])
+    y_pred = model(x[:, :3], training=training)
+    return tf.reduce_mean(tf.square(y - y_pred)), {"y_pred": y_pred}
+
+
+def dataset(n=20, batch_size=8):
+    """A tf.data pipeline of (x with an id column, y): batches of 8, 8 and 4 rows."""
+    import tensorflow as tf
+
+    x, y = data(n)
+    ids = np.arange(n, dtype="float32")[:, None]
+    rows = tf.data.Dataset.from_tensor_slices((np.concatenate([x, ids], axis=1), y))
+    return rows.shuffle(n, seed=5, reshuffle_each_iteration=False).batch(batch_size)
+
+
+def train_dataset(strategy, epochs=3):
+    """Train on `dataset()` with `id_loss_fn`; returns weights, history and the ids seen."""
+    import keras
+
+    from tfcraft.training import Trainer
+
+    del SEEN[:]
+    trainer = Trainer(
+        build,
+        optimizer=keras.optimizers.Adam(0.05),
+        loss_fn=id_loss_fn,
+        metrics=["mae"],
+        seed=3,
+        strategy=strategy,
+    )
+    history = trainer.fit(dataset(), epochs=epochs, verbose=0)
+    evaluated = trainer.evaluate(dataset())
+    return {
+        "weights": trainer.get_weights(),
+        "history": history.history,
+        "evaluate": evaluated,
+        "seen": list(SEEN),
+    }
+
+
+def train(
+    checkpoint_dir=None,
+    epochs=4,
+    resume=False,
+    kill_worker_at_epoch=None,
+    jsonl=None,
+    with_dataset=False,
+):
+    """Train under MultiWorkerMirroredStrategy; worker 1 may SIGKILL itself mid-run.
+
+    With `with_dataset`, also train on a tf.data pipeline (`train_dataset`).
+    """
     import tensorflow as tf
 
     strategy = tf.distribute.MultiWorkerMirroredStrategy()  # before any other TF op
@@ -78,6 +141,8 @@ def train(checkpoint_dir=None, epochs=4, resume=False, kill_worker_at_epoch=None
     history = trainer.fit(data(), epochs=epochs, batch_size=8, resume=resume, verbose=0)
     store = trainer._checkpoints
     return {
+        **report_environment(),
+        "dataset": train_dataset(strategy) if with_dataset else None,
         "weights": trainer.get_weights(),
         "history": history.history,
         "chief": trainer._distribution.is_chief,

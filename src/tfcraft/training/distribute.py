@@ -30,6 +30,7 @@ True
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import weakref
@@ -40,17 +41,34 @@ import tensorflow as tf
 from tfcraft.layers.walk import draws_random_numbers, variational_layers
 from tfcraft.training import precision
 from tfcraft.training.data import ArrayData
+from tfcraft.training.distributed_data import (
+    DistributedLoopCache,
+    ReplicatedTrainStep,
+    global_batch_size,
+    per_worker_dataset,
+)
 from tfcraft.training.launch import WorkerFailed, launch_local
+from tfcraft.training.parts import CustomStep
+from tfcraft.training.planning import LoopCache
 from tfcraft.training.replica_step import ReplicaOptimizer, ReplicatedLossFn, UnscaledLoss
 from tfcraft.training.steps import (
+    TestStep,
     get_loss,
     get_metrics,
     get_optimizer,
     make_default_loss_fn,
+    make_eval_step,
     make_train_step,
 )
 
-__all__ = ["Distribution", "WorkerFailed", "get_strategy", "is_chief", "launch_local"]
+__all__ = [
+    "Distribution",
+    "WorkerFailed",
+    "get_strategy",
+    "global_batch_size",
+    "is_chief",
+    "launch_local",
+]
 
 
 def get_strategy(strategy: object) -> tf.distribute.Strategy | None:
@@ -101,6 +119,7 @@ class Distribution:
         self.strategy = get_strategy(strategy)
         self.is_chief = is_chief(self.strategy)
         self._loss_fn: ReplicatedLossFn | None = None
+        self._distributed: dict = {}  # id(dataset) -> (dataset, distributed dataset)
 
     @property
     def active(self) -> bool:
@@ -113,11 +132,12 @@ class Distribution:
 
     def build_model(self, model, train_step=None):
         """Call a model-building function under the scope and the dtype policy; check a model."""
-        if train_step is not None and self.active:
+        if train_step is not None and precision.needs_loss_scale(self.policy):
             raise ValueError(
-                "A custom `train_step` does its own update, which cannot be distributed or "
-                "loss-scaled for it. Received: train_step with "
-                f"strategy={self.strategy!r}, mixed_precision={self.policy!r}"
+                "A custom `train_step` does its own update, which the Trainer cannot "
+                "loss-scale for it; use mixed_precision='mixed_bfloat16' (no loss scale) or "
+                "wrap its optimizer in `keras.optimizers.LossScaleOptimizer` yourself. "
+                f"Received: train_step with mixed_precision={self.policy!r}"
             )
         factory = _is_model_factory(model)
         if factory:
@@ -188,6 +208,47 @@ class Distribution:
                 loss_fn=self._loss_fn,
                 **kwargs,
             )
+
+    def custom_step(self, train_step, model, skip_nonfinite: bool) -> CustomStep:
+        """A user's `train_step`, run on every replica (`ReplicatedTrainStep`)."""
+        with self.scope():
+            return CustomStep(ReplicatedTrainStep(train_step, self.strategy), model, skip_nonfinite)
+
+    def make_eval_step(self, model, loss, *, loss_fn=None, metrics=None) -> TestStep:
+        """`make_eval_step`; under a strategy its loss runs on the replicas."""
+        if self.strategy is None:
+            return make_eval_step(model, loss, loss_fn=loss_fn, metrics=metrics)
+        with self.scope():
+            step = make_eval_step(model, loss, loss_fn=loss_fn, metrics=metrics)
+            if loss_fn is None:
+                inner = make_default_loss_fn(UnscaledLoss(get_loss(loss)), model)
+                inner.mean_logs = tuple(step.trackers.means)[1:]
+            else:
+                inner = loss_fn
+            step.loss_fn = ReplicatedLossFn(
+                inner, model, self.strategy, None, metrics_need_predictions=bool(metrics)
+            )
+            return step
+
+    def loop_cache(self) -> LoopCache:
+        """The Trainer's `LoopCache`; under a strategy, datasets run distributed."""
+        return LoopCache() if self.strategy is None else DistributedLoopCache(self)
+
+    def distribute(self, dataset: tf.data.Dataset):
+        """The distributed dataset (`per_worker_dataset` on each worker), built once per dataset."""
+        key = id(dataset)
+        if key not in self._distributed or self._distributed[key][0] is not dataset:
+            if len(self._distributed) >= 8:
+                self._distributed.pop(next(iter(self._distributed)))
+            distributed = self.strategy.distribute_datasets_from_function(
+                functools.partial(per_worker_dataset, dataset)
+            )
+            self._distributed[key] = (dataset, distributed)
+        return self._distributed[key][1]
+
+    def iterate(self, dataset: tf.data.Dataset):
+        """An iterator over `dataset`; under a strategy, over its distributed version."""
+        return iter(dataset) if self.strategy is None else iter(self.distribute(dataset))
 
     def set_batch_size(self, data, batch_size: int) -> None:
         """The largest global batch (rows of the buffer that gathers predictions)."""

@@ -42,9 +42,27 @@ import tensorflow as tf
 from tfcraft.training import precision
 from tfcraft.training.steps import unpack_batch
 
-__all__ = ["ReplicaOptimizer", "ReplicatedLossFn", "UnscaledLoss"]
+__all__ = ["ReplicaOptimizer", "ReplicatedLossFn", "ShardedBatch", "UnscaledLoss"]
 
 _SUM = tf.distribute.ReduceOp.SUM
+
+
+class ShardedBatch(tuple):
+    """One global batch whose rows are spread over the replicas (a distributed dataset's).
+
+    As a tuple it is what the step's trackers read: `(x, y, sample_weight)`
+    where `x` is only a stand-in with one row per example of the global batch
+    and `y`, `sample_weight` are gathered when metrics need them (else `None`).
+    `per_replica` holds the replicas' parts, `sizes` their numbers of rows (by
+    replica id) and `rows` the size of the buffers predictions are gathered in.
+    Built by `tfcraft.training.distributed_data.sharded_batch`.
+    """
+
+    def __new__(cls, view: tuple, per_replica, sizes: tf.Tensor, rows: int | None):
+        """The view `(x stand-in, y, sample_weight)` with the replicas' parts attached."""
+        batch = super().__new__(cls, view)
+        batch.per_replica, batch.sizes, batch.rows = per_replica, sizes, rows
+        return batch
 
 
 class UnscaledLoss:
@@ -116,19 +134,28 @@ class ReplicatedLossFn:
         self.max_batch_size: int | None = None  # rows of the prediction buffer
 
     def __call__(self, model, batch, training):
-        """Forward and backward on the replicas (training), or the plain loss (evaluation)."""
-        if not training:
+        """Forward (and backward, when training) on the replicas; the plain loss without them."""
+        if not training and self.strategy is None:
             return self.loss_fn(model, batch, training)
-        variables = list(model.trainable_variables)
-        size = tf.shape(tf.nest.flatten(unpack_batch(batch)[0])[0])[0]
-        rows = tf.nest.flatten(batch)[0].shape[0] or self.max_batch_size
-        if self.strategy is None:
-            out = self._replica(batch, size, rows, variables)
+        variables = list(model.trainable_variables) if training else []
+        if isinstance(batch, ShardedBatch):  # each replica holds its part already
+            size, rows = tf.reduce_sum(batch.sizes), batch.rows
+            args = (batch.per_replica, size, rows, variables, training, batch.sizes)
         else:
-            out = self.strategy.run(self._replica, args=(batch, size, rows, variables))
+            size = tf.shape(tf.nest.flatten(unpack_batch(batch)[0])[0])[0]
+            rows = tf.nest.flatten(batch)[0].shape[0] or self.max_batch_size
+            args = (batch, size, rows, variables, training, None)
+        if self.strategy is None:
+            out = self._replica(*args)
+        else:
+            out = self.strategy.run(self._replica, args=args)
             first = self.strategy.experimental_local_results
             out = tf.nest.map_structure(lambda v: first(v)[0], out)
         grads = out.pop("grads")
+        if "y_pred" in out:
+            out["y_pred"] = tf.nest.map_structure(lambda t: t[:size], out["y_pred"])
+        if not training:
+            return out.pop("loss"), out
         if precision.is_loss_scaled(self.optimizer):
             finite = tf.reduce_all(
                 [tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None]
@@ -136,26 +163,29 @@ class ReplicatedLossFn:
             tf.cond(finite, lambda: tf.constant(False), self._overflow)
             out["loss_scale"] = tf.identity(self.optimizer.dynamic_scale)
         loss = _attach(out.pop("loss"), grads, variables)
-        if "y_pred" in out:
-            out["y_pred"] = tf.nest.map_structure(lambda t: t[:size], out["y_pred"])
         return loss, out
 
     def _overflow(self):
         precision.halve_scale(self.optimizer)
         return tf.constant(True)
 
-    def _replica(self, batch, size, rows, variables):
+    def _replica(self, batch, size, rows, variables, training, sizes):
         context = tf.distribute.get_replica_context()
         num_replicas = context.num_replicas_in_sync if self.strategy is not None else 1
         replica = tf.cast(context.replica_id_in_sync_group, tf.int32) if num_replicas > 1 else 0
-        low, high = _bounds(replica, num_replicas, size)
-        local = tf.nest.map_structure(lambda t: t[low:high], batch)
-        scaled = precision.is_loss_scaled(self.optimizer)
+        if sizes is None:  # the global batch: take this replica's contiguous slice
+            low, high = _bounds(replica, num_replicas, size)
+            local = tf.nest.map_structure(lambda t: t[low:high], batch)
+        else:  # this replica's part, rows [low, high) of the global batch
+            low = tf.reduce_sum(sizes[:replica])
+            high = low + sizes[replica]
+            local = batch
+        scaled = training and precision.is_loss_scaled(self.optimizer)
         with tf.GradientTape() as tape:
-            loss, logs = self.loss_fn(self.model, local, True)
+            loss, logs = self.loss_fn(self.model, local, training)
             loss = tf.cast(loss, tf.float32)
             target = self.optimizer.scale_loss(loss) if scaled else loss
-        grads = tape.gradient(target, variables)
+        grads = tape.gradient(target, variables) if training else []
         share = tf.cast(high - low, tf.float32) / tf.cast(size, tf.float32)
         weight = share
         if scaled:  # unscale first: the scale is a power of two, so this is exact

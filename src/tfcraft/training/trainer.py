@@ -31,18 +31,9 @@ from tfcraft.training.evaluation import ArrayEvaluator, Predictor
 from tfcraft.training.loop_parts import XLA_ERRORS, to_python_logs
 from tfcraft.training.loops import MAX_EPOCHS_PER_CALL, ArrayLoop
 from tfcraft.training.parts import CustomStep, default_callbacks
-from tfcraft.training.planning import (
-    LoopCache,
-    plan_epochs_per_call,
-    steps_this_call,
-)
+from tfcraft.training.planning import plan_epochs_per_call, steps_this_call
 from tfcraft.training.resume import ResumePoint, TrainingCheckpoints
-from tfcraft.training.steps import (
-    call_model,
-    get_loss,
-    make_eval_step,
-    make_test_step,
-)
+from tfcraft.training.steps import call_model, get_loss, make_test_step
 
 __all__ = ["Trainer"]
 
@@ -194,7 +185,7 @@ class Trainer:
         self._step = None
         self._skip = False
         self._test_step = None
-        self._loops = LoopCache()
+        self._loops = self._distribution.loop_cache()
         self._loop = None  # the training loop of the last `fit`
         self._predictor = None
         self._checkpoints = (
@@ -276,7 +267,7 @@ class Trainer:
         if self._step is not None and self._skip == skip_nonfinite:
             return self._step
         if self.train_step is not None:
-            self._step = CustomStep(self.train_step, self.model, skip_nonfinite)
+            self._step = self._distribution.custom_step(self.train_step, self.model, skip_nonfinite)
         else:
             self._step = self._distribution.make_train_step(
                 self.model,
@@ -303,7 +294,7 @@ class Trainer:
                     "has `train_step` only. Received: loss=None, loss_fn=None"
                 )
             else:
-                self._test_step = make_eval_step(
+                self._test_step = self._distribution.make_eval_step(
                     self.model, self.loss, loss_fn=self.loss_fn, metrics=self.metrics
                 )
         return self._test_step
@@ -494,7 +485,7 @@ class Trainer:
             iterator = None
         else:
             dataset = train.dataset.skip(position) if position else train.dataset
-            iterator = iter(dataset)
+            iterator = self._distribution.iterate(dataset)
         logs = None
         ran_out = False
         while steps is None or position < steps:
