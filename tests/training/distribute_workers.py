@@ -101,6 +101,7 @@ def train_dataset(strategy, epochs=3):
         metrics=["mae"],
         seed=3,
         strategy=strategy,
+        jit_compile=False,  # py_function has no XLA kernel
     )
     history = trainer.fit(dataset(), epochs=epochs, verbose=0)
     evaluated = trainer.evaluate(dataset())
