@@ -141,6 +141,9 @@ def tfcraft_zoo(key, total):
     hp = dict(ZOO[key])
     n_envs = hp.pop("n_envs")
     hp.pop("use_sde", None), hp.pop("sde_sample_freq", None)  # gSDE: not in tfcraft
+    # SB3's value loss is `vf_coef * MSE`; tfcraft's (CleanRL's) is `vf_coef * 0.5 * MSE`,
+    # so the same weight on the squared error is twice SB3's coefficient (default 0.5).
+    hp["vf_coef"] = 2.0 * hp.get("vf_coef", 0.5)
     per_update = n_envs * hp["n_steps"]
     minibatches = max(1, per_update // hp.get("batch_size", 64))
     steps = -(-total // per_update) * hp["n_epochs"] * minibatches
@@ -364,7 +367,9 @@ def main():
         f"Machine: {machine_summary()}\n\n"
         "SB3 runs the RL Zoo's tuned hyperparameters. 'tfcraft PPO (Zoo settings)' uses the same "
         "values (linear schedules as Keras `PolynomialDecay` over update steps), except gSDE "
-        "on Pendulum, which tfcraft does not have (plain Gaussian exploration instead). "
+        "on Pendulum, which tfcraft does not have (plain Gaussian exploration instead), and "
+        "`vf_coef` doubled: SB3's value loss is `vf_coef * MSE`, tfcraft's (as CleanRL's) "
+        "`vf_coef * 0.5 * MSE`, so 2 x 0.5 puts the same weight on the squared error. "
         "'defaults' is `PPO(env_id, seed=s)`.\n"
         + tables
         + "\n\n## Targets\n\n```\n"
