@@ -216,6 +216,71 @@ def test_rollback_recovers_from_an_exploding_learning_rate(tmp_path):
     checkpoints_are_finite(tmp_path)
 
 
+def rollback_trainer(directory, callbacks=(), checkpoint_every=None):
+    return Trainer(
+        bn_model(),
+        keras.optimizers.Adam(0.01),
+        loss="mse",
+        seed=0,
+        callbacks=list(callbacks),
+        checkpoint_dir=directory,
+        checkpoint_every=checkpoint_every,
+        steps_per_execution=1,
+        jit_compile=False,
+    )
+
+
+def assert_same_weights(a, b):
+    for u, v in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_array_equal(u, v)
+
+
+@pytest.mark.fault("nan")
+def test_rollback_continues_after_the_bad_batch_without_replaying(tmp_path):
+    """Documented: restore ckpt-2, drop the updates since (batch 2) and the bad batch 3,
+    go on with batches 4 and 5 at the lowered rate; the global step keeps counting."""
+    tfcraft.enable_determinism(0)
+    x, y = data(poison_batch=3)
+    guard = NanGuard(policy="rollback", lr_factor=0.5)
+    rolled = rollback_trainer(tmp_path, [guard], checkpoint_every=2)
+    with pytest.warns(RuntimeWarning, match="restored the checkpoint of step 2"):
+        history = rolled.fit((x, y), epochs=1, batch_size=BATCH, shuffle=False, verbose=0)
+    assert guard.rollbacks == 1 and history.history["nonfinite_steps"] == [1]
+    assert rolled.step == 6 and int(rolled.optimizer.iterations) == 4  # 2 updates dropped
+    # The same as: batches 0-1, then the learning rate halved, then batches 4-5.
+    reference = rollback_trainer(None)
+    first = reference.fit((x[:16], y[:16]), batch_size=BATCH, shuffle=False, verbose=0)
+    reference.optimizer.learning_rate = 0.005
+    rest = reference.fit((x[32:], y[32:]), batch_size=BATCH, shuffle=False, verbose=0)
+    assert_same_weights(rolled, reference)  # BatchNorm statistics included
+    # The epoch's loss is the mean over the four batches whose updates were kept.
+    kept = (first.history["loss"][0] + rest.history["loss"][0]) / 2
+    np.testing.assert_allclose(history.history["loss"][0], kept, rtol=1e-6)
+    checkpoints_are_finite(tmp_path)
+
+
+@pytest.mark.fault("nan")
+def test_rollback_to_an_earlier_epoch_starts_the_running_loss_afresh(tmp_path):
+    tfcraft.enable_determinism(0)
+    x, y = data()
+    guard = NanGuard(policy="rollback", lr_factor=0.5)
+    rolled = rollback_trainer(tmp_path, [guard])  # checkpoints at epoch ends only
+    rolled.fit((x, y), epochs=1, batch_size=BATCH, shuffle=False, verbose=0)  # ckpt-6
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "already holds checkpoints", "restored ..."
+        history = rolled.fit(
+            data(poison_batch=2), epochs=1, batch_size=BATCH, shuffle=False, verbose=0
+        )
+    assert guard.rollbacks == 1 and rolled.step == 12
+    reference = rollback_trainer(None)
+    reference.fit((x, y), epochs=1, batch_size=BATCH, shuffle=False, verbose=0)
+    reference.optimizer.learning_rate = 0.005
+    rest = reference.fit((x[24:], y[24:]), batch_size=BATCH, shuffle=False, verbose=0)
+    assert_same_weights(rolled, reference)
+    # Only batches 3-5 were kept this epoch; the first epoch's losses are not mixed in.
+    np.testing.assert_allclose(history.history["loss"][0], rest.history["loss"][0], rtol=1e-6)
+
+
 @pytest.mark.fault("nan")
 def test_rollback_is_bounded_and_needs_a_checkpoint(tmp_path):
     x, y = data(poison_batch=0)

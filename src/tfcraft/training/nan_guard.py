@@ -68,10 +68,16 @@ class NanGuard(Callback):
     - `"stop"`: set `trainer.stop_training = True` and end `fit`;
     - `"skip"`: carry on; the bad updates were not applied;
     - `"rollback"`: restore the last checkpoint (`trainer.restore_latest()`:
-      weights, optimizer, step state), multiply the learning rate by
-      `lr_factor` and carry on from the current data position; after
-      `max_rollbacks` rollbacks, raise. Needs `checkpoint_dir` (and a
-      checkpoint written before the first bad step: use `checkpoint_every`).
+      weights, optimizer with its iteration count, step state), multiply the
+      learning rate by `lr_factor` and carry on from the current data
+      position: with the batch after the graph call that went bad. The
+      batches since the checkpoint are not replayed (their updates are
+      dropped, as is the bad batch, which a replay would feed again), and the
+      global step keeps counting. The epoch's running loss and metrics then
+      cover the batches whose updates were kept (reset if the checkpoint is
+      from before this epoch). After `max_rollbacks` rollbacks, raise. Needs
+      `checkpoint_dir` (and a checkpoint written before the first bad step:
+      use `checkpoint_every`).
 
     `skipped_steps` and `rollbacks` are saved with each checkpoint.
 
@@ -120,6 +126,11 @@ class NanGuard(Callback):
         self.max_rollbacks = check_positive_int("max_rollbacks", max_rollbacks)
         self.skipped_steps = 0
         self.rollbacks = 0
+        self._epoch_start_step = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        """Note the global step at which the epoch starts (for a rollback's running loss)."""
+        self._epoch_start_step = int(getattr(self.trainer, "step", 0))
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         """Count non-finite steps and apply the policy."""
@@ -197,6 +208,11 @@ class NanGuard(Callback):
                 f"{self._describe(bad, batch, logs, diagnostics)}"
             ) from error
         self.rollbacks += 1
+        if int(metadata.get("step", -1)) <= self._epoch_start_step:
+            # The restored running loss and metrics are an earlier epoch's: start afresh.
+            reset = getattr(getattr(trainer, "_step", None), "reset_metrics", None)
+            if reset is not None:
+                reset()
         restored = _learning_rate(optimizer)
         if restored is None:
             warnings.warn(
