@@ -3,13 +3,14 @@
 Usage: python kill_child.py KIND DIR OUT SPEC
 
 - KIND: `trainer` (a Trainer with BatchNorm, dropout, clipping, validation and
-  checkpoints), `rl` (PPO `learn` with checkpoints) or `ensemble` (a joint
-  DeepEnsemble `fit` with checkpoints, then `save` over an older ensemble).
+  checkpoints), `rl` (PPO `learn` with checkpoints) or `ensemble` (a
+  DeepEnsemble `fit` with checkpoints, joint or one member after the other, or
+  a `save` over an older ensemble).
 - SPEC: `full` (run to the end), `resume` (continue from DIR), or `POINT:N`:
   run and die by SIGKILL at that point. The death is deterministic: a callback
   or a patched writer calls `os.kill(os.getpid(), SIGKILL)`, so no test relies on
   timing. At the end the final weights go to OUT (`.npz`), and `DONE <step>` is
-  printed.
+  printed. `resume` takes comma-separated lists of DIRs and OUTs.
 
 Kill points of `trainer` (N is a global step or an epoch):
 
@@ -20,10 +21,22 @@ Kill points of `trainer` (N is a global step or an epoch):
 - `data:N`: checkpoint N's TF data files written, its index not yet updated;
 - `sweep:N`: checkpoint N indexed, the old ones not yet deleted;
 - `cleanup:N`: checkpoint N fully written, stale sidecars not yet removed;
+- `merge:N`: checkpoint N's TF files written in `ckpt-N_temp/`, not yet
+  merged (renamed) into place;
+- `fsize:N`: killed by the kernel in the middle of TF's write of checkpoint N's
+  data file: the file-size limit (`RLIMIT_FSIZE`) is set to half the size of the
+  previous checkpoint's data file, and `SIGXFSZ`'s default action ends the
+  process at the `write` that crosses it (no Python code runs; prints `LIMIT <bytes>`);
 - `train_end:0`: after the last checkpoint.
+
+Kill points of `ensemble` (DIR's name says how it trains: `joint-...` or
+`seq-...`; `@K` limits a point to member K, checkpoint folder `member_0K`):
+the points above (`merge:N`, `batch:N@K`, `fsize:N@K`, ...), and `member:N`:
+in the N-th `.keras` member file of a `save` over a saved ensemble.
 """
 
 import os
+import resource
 import signal
 import sys
 import time
@@ -52,9 +65,15 @@ def die() -> None:
 class Killer(Callback):
     """Dies at a training-loop point (see the module docstring)."""
 
-    def __init__(self, point: str, number: int) -> None:
+    def __init__(self, point: str, number: int, member: int | None = None) -> None:
         super().__init__()
-        self.point, self.number = point, number
+        self.target, self.point, self.number = point, point, number
+        self.member, self.fits = member, -1  # an ensemble's members: one fit each
+
+    def on_train_begin(self, logs=None):
+        self.fits += 1
+        armed = self.member is None or self.fits == self.member
+        self.point = self.target if armed else "disarmed"
 
     def on_epoch_begin(self, epoch, logs=None):
         CURRENT["epoch"] = epoch
@@ -78,9 +97,12 @@ class Killer(Callback):
             die()
 
 
-def install_write_fault(point: str, number: int) -> None:
-    """Patch the checkpoint writers so that writing checkpoint `number` dies midway."""
-    name = f"ckpt-{number}"
+def install_write_fault(point: str, number: int, folder: str = "") -> None:
+    """Patch the checkpoint writers so that writing checkpoint `number` dies midway.
+
+    With `folder`, only a checkpoint whose path contains it (`member_01/`, say).
+    """
+    name = f"{folder}ckpt-{number}"
     if point == "sidecar":
         replace = os.replace
 
@@ -102,6 +124,32 @@ def install_write_fault(point: str, number: int) -> None:
             return original(self, *args, **kwargs)
 
         setattr(manager, hook, dying_hook)
+    elif point == "merge":
+        from tensorflow.python.checkpoint import functional_saver
+
+        # TF-internal: the op renaming `ckpt-N_temp/part-*` into `ckpt-N.*`, patched here only.
+        merge = functional_saver.gen_io_ops.merge_v2_checkpoints
+
+        def dying_merge(checkpoint_prefixes, destination_prefix, *args, **kwargs):
+            if destination_prefix.numpy().decode().endswith(name):
+                die()
+            return merge(checkpoint_prefixes, destination_prefix, *args, **kwargs)
+
+        functional_saver.gen_io_ops.merge_v2_checkpoints = dying_merge
+    elif point == "fsize":
+        save_tf = tf.train.CheckpointManager.save
+
+        def limited_save(self, checkpoint_number=None, **kwargs):
+            if str(Path(self.directory) / f"ckpt-{checkpoint_number}").endswith(name):
+                previous = self.latest_checkpoint + ".data-00000-of-00001"
+                limit = os.path.getsize(previous) // 2
+                print("LIMIT", limit, flush=True)
+                resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+                signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it by default
+                resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+            return save_tf(self, checkpoint_number=checkpoint_number, **kwargs)
+
+        tf.train.CheckpointManager.save = limited_save
     elif point == "cleanup":
         save = CheckpointStore.save
 
@@ -200,37 +248,82 @@ def run_rl(directory, out, spec):
     print("DONE", agent.timesteps, flush=True)
 
 
-def run_ensemble(directory, out, spec):
-    """Fit a joint ensemble with checkpoints, save it, train on and save over it."""
+def ensemble_build(seed):
+    init = keras.initializers.GlorotUniform
+    return keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(8, activation="relu", kernel_initializer=init(seed)),
+            keras.layers.Dense(1, kernel_initializer=init(seed + 1)),
+        ]
+    )
+
+
+def fit_ensemble(directory, joint, callbacks=(), resume=False):
+    """3 members, 3 epochs of 7 steps, a checkpoint every 4 steps and at each epoch end."""
     from tfcraft.bayes import DeepEnsemble
 
     (x, y), _ = trainer_data()
-
-    def build(seed):
-        return keras.Sequential(
-            [keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)]
-        )
-
-    ensemble = DeepEnsemble(build, num_members=3, seed=0)
-    if spec == "full" or spec.startswith("member"):
-        ensemble.fit(x, y, epochs=1, batch_size=8, loss="mse", vectorize=True)
-        ensemble.save(directory / "saved")
-        np.savez(out, *[w for member in ensemble.members for w in member.get_weights()])
-        print("SAVED", flush=True)
-    point, _, number = spec.partition(":")
-    install_write_fault(point, int(number or 0))
+    ensemble = DeepEnsemble(ensemble_build, num_members=3, seed=0)
     ensemble.fit(
         x,
         y,
         epochs=3,
         batch_size=8,
         loss="mse",
-        vectorize=True,
-        checkpoint_dir=directory / "checkpoints",
+        vectorize=joint,
+        callbacks=list(callbacks),
+        checkpoint_dir=directory,
         checkpoint_every=4,
+        resume=resume,
+        jit_compile=False,  # compiles in a third of XLA's time; each run is 21 steps
     )
-    ensemble.save(directory / "saved")  # over the first one; `member:N` dies in here
-    print("DONE", ensemble.trainers[0].step, flush=True)
+    return ensemble
+
+
+def save_weights(out, ensemble):
+    np.savez(out, *[w for member in ensemble.members for w in member.get_weights()])
+
+
+def run_ensemble(directory, out, spec):
+    """`resume` or a kill point of an ensemble fit; `member:N`: a killed `save`.
+
+    `resume` continues each DIR of its list; a DIR named `full` instead gets the
+    uninterrupted runs (DIR/joint, DIR/seq, weights in OUT-joint.npz, OUT-seq.npz).
+    """
+    if spec == "resume":
+        for one_dir, one_out in zip(str(directory).split(","), out.split(","), strict=True):
+            one_dir = Path(one_dir)
+            if one_dir.name == "full":
+                for mode in ("joint", "seq"):
+                    ensemble = fit_ensemble(one_dir / mode, joint=mode == "joint")
+                    save_weights(one_out.replace(".npz", f"-{mode}.npz"), ensemble)
+            else:
+                joint = one_dir.name.startswith("joint")
+                save_weights(one_out, fit_ensemble(one_dir, joint, resume=True))
+            print("DONE", flush=True)
+        return
+    point, _, number = spec.partition(":")
+    number, _, member = number.partition("@")
+    if point == "member":  # a saved ensemble, trained further and saved over: dies in `save`
+        from tfcraft.bayes import DeepEnsemble
+
+        (x, y), _ = trainer_data()
+        ensemble = DeepEnsemble(ensemble_build, num_members=3, seed=0)
+        fit = {"batch_size": 8, "loss": "mse", "vectorize": True, "jit_compile": False}
+        ensemble.fit(x, y, epochs=1, **fit)
+        ensemble.save(directory / "saved")
+        save_weights(out, ensemble)
+        print("SAVED", flush=True)
+        install_write_fault(point, int(number))
+        ensemble.fit(x, y, epochs=2, **fit)
+        ensemble.save(directory / "saved")  # over the first one; dies in here
+        return
+    joint = directory.name.startswith("joint")
+    install_write_fault(point, int(number), f"member_{int(member):02d}/" if member else "")
+    killer = Killer(point, int(number), int(member) if member else None)
+    fit_ensemble(directory, joint, callbacks=() if joint else [killer])
+    print("DONE", flush=True)
 
 
 class HoldAfterFirstCheckpoint(Callback):

@@ -4,13 +4,17 @@ Every kill is a real `SIGKILL` of a child process (`kill_child.py`), sent by the
 child to itself at a deterministic point: the end of a graph call before its
 checkpoint, between epochs, inside the validation pass, and at each stage of a
 checkpoint write (sidecar half-renamed, TF files without index, index without
-sweep, before the stale-sidecar cleanup). After each kill the checkpoint folder
-holds a loadable checkpoint with finite values, and a fresh process resuming it
-ends with the uninterrupted run's weights, bit for bit.
+sweep, before the stale-sidecar cleanup), and in a `DeepEnsemble.fit` (joint:
+TF files written but not renamed into place; one member after the other: in
+the middle of member 1, and a kill by the kernel in the middle of member 2's
+checkpoint data file). After each kill the checkpoint folder holds a loadable
+checkpoint with finite values, and a fresh process resuming it ends with the
+uninterrupted run's weights, bit for bit.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -126,20 +130,108 @@ def test_ppo_learn_killed_then_resumed_equals_uninterrupted(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.timeout(600)
-@pytest.mark.fault("sigkill", cases=2)
-def test_ensemble_killed_in_fit_and_in_save_loses_nothing(tmp_path):
+# Ensemble kill points (see kill_child.py) -> step of the interrupted folder's
+# checkpoint that must survive. Each run: 3 members x 21 steps, ckpt every 4 steps.
+ENSEMBLE_POINTS = {
+    "joint-merge:8": 7,  # joint fit, ckpt-8's files in ckpt-8_temp/, not renamed into place
+    "seq-batch:12@1": 8,  # member 1 mid-epoch 1, before its ckpt-12; member 0 finished
+    "seq-fsize:16@2": 14,  # the kernel kills mid-write of member 2's ckpt-16 data file
+}
+
+
+def interrupted_folder(point):
+    member = point.partition("@")[2]
+    return "joint" if point.startswith("joint") else f"member_{int(member):02d}"
+
+
+def snapshot(directory):
+    """`{relative path: size}` of every file under `directory`."""
+    return {
+        str(p.relative_to(directory)): p.stat().st_size for p in directory.rglob("*") if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def ensemble_runs(tmp_path_factory):
+    """Killed ensemble fits and a killed save; one process then resumes them and runs the
+    uninterrupted fits (joint and one member after the other)."""
+    root = tmp_path_factory.mktemp("ensemble")
+
+    def kill(point):
+        kind_dir = root / point.replace(":", "-")
+        return point, run_child("ensemble", kind_dir, root / "never.npz", point.partition("-")[2])
+
+    with ThreadPoolExecutor(2) as pool:
+        save = pool.submit(run_child, "ensemble", root / "save", root / "first.npz", "member:2")
+        killed = dict(pool.map(kill, ENSEMBLE_POINTS))
+        save = save.result()
+    states = {}
+    for point, result in killed.items():
+        directory = root / point.replace(":", "-")
+        manifest = json.loads((directory / "manifest.json").read_text())
+        metadata = assert_loadable(directory / interrupted_folder(point))
+        states[point] = (result, manifest, metadata, snapshot(directory))
+    names = [p.replace(":", "-") for p in ENSEMBLE_POINTS] + ["full"]
+    dirs, outs = [str(root / n) for n in names], [str(root / f"{n}.npz") for n in names]
+    resumed = run_child("ensemble", ",".join(dirs), ",".join(outs), "resume", timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.stdout.split().count("DONE") == len(names)
+    return root, states, save
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.fault("sigkill")
+@pytest.mark.parametrize("point", ENSEMBLE_POINTS)
+def test_ensemble_killed_in_fit_then_resumed_equals_uninterrupted(ensemble_runs, point):
+    root, states, _ = ensemble_runs
+    result, manifest, metadata, before = states[point]
+    directory = root / point.replace(":", "-")
+    folder = interrupted_folder(point)
+    if "fsize" in point:  # a real kill by the kernel in TF's write of the data file
+        assert result.returncode == -signal.SIGXFSZ, (result.returncode, result.stderr[-2000:])
+        limit = int(result.stdout.split("LIMIT")[1].split()[0])
+        partial = [n for n in before if n.startswith(f"{folder}/ckpt-16_temp/") and ".data-" in n]
+        full_size = before[f"{folder}/ckpt-14.data-00000-of-00001"]
+        assert len(partial) == 1 and before[partial[0]] == limit == full_size // 2
+    else:
+        assert result.returncode == -signal.SIGKILL, (result.returncode, result.stderr[-2000:])
+    assert "DONE" not in result.stdout
+    if "merge" in point:  # the TF files were complete in ckpt-8_temp/, never renamed
+        assert {n.rsplit("/", 1)[-1] for n in before if "ckpt-8_temp/" in n} == {
+            "part-00000-of-00001.index",
+            "part-00000-of-00001.data-00000-of-00001",
+        }
+    assert metadata["step"] == ENSEMBLE_POINTS[point]  # the checkpoint before the kill
+    member = int(point.partition("@")[2] or 0)
+    finished = [f"member_{i:02d}" for i in range(member)] if folder != "joint" else []
+    assert [k for k, v in manifest["finished"].items() if v] == finished
+    # After the resume: every weight equals the uninterrupted fit's, bit for bit.
+    reference = root / ("full-joint.npz" if folder == "joint" else "full-seq.npz")
+    expected, actual = weights(reference), weights(root / f"{directory.name}.npz")
+    assert len(actual) == len(expected) == 12  # 3 members x 2 Dense
+    for a, b in zip(expected, actual, strict=True):
+        np.testing.assert_array_equal(a, b)
+    after = snapshot(directory)
+    for name in finished:  # finished members were loaded, not trained or written again
+        assert {k: v for k, v in after.items() if k.startswith(name + "/ckpt")} == {
+            k: v for k, v in before.items() if k.startswith(name + "/ckpt")
+        }
+    assert not [n for n in after if "_temp" in n or n.endswith(".tmp")]  # leftovers swept
+    assert all(json.loads((directory / "manifest.json").read_text())["finished"].values())
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.fault("sigkill")
+def test_ensemble_killed_in_save_keeps_the_old_ensemble(ensemble_runs):
     from tfcraft.bayes import DeepEnsemble
 
-    # Killed while fitting (writing checkpoint 8): the checkpoints before it load.
-    in_fit = run_child("ensemble", tmp_path / "fit", tmp_path / "never.npz", "sidecar:8")
-    assert in_fit.returncode == -signal.SIGKILL, in_fit.stderr[-2000:]
-    assert assert_loadable(tmp_path / "fit" / "checkpoints")["step"] == 7  # epoch 1's end
+    root, _, in_save = ensemble_runs
     # Killed while saving over a saved ensemble (second member file): the old one loads.
-    in_save = run_child("ensemble", tmp_path / "save", tmp_path / "first.npz", "member:2")
     assert in_save.returncode == -signal.SIGKILL, in_save.stderr[-2000:]
     assert "SAVED" in in_save.stdout and "DONE" not in in_save.stdout
-    loaded = DeepEnsemble.load(tmp_path / "save" / "saved")
+    loaded = DeepEnsemble.load(root / "save" / "saved")
     actual = [w for member in loaded.members for w in member.get_weights()]
-    for a, b in zip(weights(tmp_path / "first.npz"), actual, strict=True):
+    expected = weights(root / "first.npz")
+    assert len(actual) == len(expected) == 12
+    for a, b in zip(expected, actual, strict=True):
         np.testing.assert_array_equal(a, b)

@@ -138,6 +138,8 @@ class CheckpointStore:
         for stale in self.directory.glob("ckpt-*.json"):
             if stale.name not in kept:
                 stale.unlink(missing_ok=True)
+        for partial in self.directory.glob("ckpt-*_temp"):  # TF files of a killed write
+            shutil.rmtree(partial, ignore_errors=True)
         return path
 
     def read_metadata(self, path: str) -> dict[str, Any]:
