@@ -115,6 +115,32 @@ def overhead_pair(repeats: int) -> dict:
     return {**rates, "overhead": 1 - rates["mirrored_1"] / rates["plain_no_xla"]}
 
 
+def dataset_pair(repeats: int) -> dict:
+    """`overhead_pair` on a `tf.data` input: the plain Trainer's in-graph iterator against
+    MirroredStrategy's distributed dataset (`distribute_datasets_from_function`, one replica).
+    """
+    import tensorflow as tf
+
+    from tfcraft.training import Trainer
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    dataset = tf.data.Dataset.from_tensor_slices(_data()).batch(BATCH).cache()
+    trainers = {
+        "plain_no_xla": Trainer(_build, optimizer="adam", loss="mse", seed=0, jit_compile=False),
+        "mirrored_1": Trainer(_build, optimizer="adam", loss="mse", seed=0, strategy=strategy),
+    }
+    seconds: dict = {name: [] for name in trainers}
+    for trainer in trainers.values():
+        trainer.fit(dataset, epochs=1, verbose=0)  # traces
+    for _ in range(repeats):
+        for name, trainer in trainers.items():
+            start = time.perf_counter()
+            trainer.fit(dataset, epochs=EPOCHS, verbose=0)
+            seconds[name].append(time.perf_counter() - start)
+    rates = {n: NUM_EXAMPLES * EPOCHS / statistics.median(t) for n, t in seconds.items()}
+    return {**rates, "overhead": 1 - rates["mirrored_1"] / rates["plain_no_xla"]}
+
+
 def worker(repeats: int) -> dict:
     """One of the two `launch_local` workers (module-level, so it can be spawned)."""
     import tensorflow as tf
@@ -159,12 +185,13 @@ def _table(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", choices=[*sorted(CONFIGS), "overhead_pair"])
+    parser.add_argument("--config", choices=[*sorted(CONFIGS), "overhead_pair", "dataset_pair"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2, help="passes over all configurations")
     args = parser.parse_args()
-    if args.config == "overhead_pair":
-        print(json.dumps(overhead_pair(args.repeats)))
+    if args.config in ("overhead_pair", "dataset_pair"):
+        pair = overhead_pair if args.config == "overhead_pair" else dataset_pair
+        print(json.dumps(pair(args.repeats)))
         return
     if args.config:
         print(json.dumps(run_config(args.config, args.repeats)))

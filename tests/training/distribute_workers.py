@@ -135,6 +135,7 @@ def train(
         def on_epoch_begin(self, epoch, logs=None):
             index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
             if epoch == kill_worker_at_epoch and index == 1:
+                print(f"worker 1 kills itself at epoch {epoch}", flush=True)
                 os.kill(os.getpid(), signal.SIGKILL)
 
     loggers = [JSONLLogger(jsonl)] if jsonl else []

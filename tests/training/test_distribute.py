@@ -1,6 +1,7 @@
 """The Trainer on tf.distribute: MirroredStrategy (2 logical CPUs, in a subprocess),
 MultiWorkerMirroredStrategy with real local workers (launch_local), and the launcher."""
 
+import json
 import os
 import subprocess
 import sys
@@ -84,19 +85,40 @@ def test_per_worker_datasets_split_every_batch_between_the_workers_exactly_once(
     assert rows == list(range(21))
 
 
+# The cases of distribute_mirrored_script.py, in two processes run side by side
+# (the suite runs tests one at a time on 2 cores; each process is one core's work).
+MIRRORED_CASES = (
+    ("default", "one_replica", "loss_fn", "accumulate_clip"),
+    ("dataset", "custom_step", "custom_step_dataset", "nan_skip"),
+)
+
+
 @pytest.mark.timeout(1000)
 def test_mirrored_two_replicas_match_one_device():
-    # Default step with a metric and validation, a loss_fn, accumulation with
-    # global-norm clipping, tf.data input, and a one-replica MirroredStrategy.
+    # Default step with a metric and validation, a loss_fn, accumulation with global-norm
+    # clipping, tf.data input (distributed) with tf.data validation and evaluation, a
+    # custom train_step on arrays and on tf.data, NanGuard, and a one-replica strategy.
     script = HERE / "distribute_mirrored_script.py"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=900
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    cases = ["default", "loss_fn", "accumulate_clip", "dataset", "custom_step"]
-    for case in [*cases, "custom_step_dataset", "nan_skip", "one_replica"]:
-        assert f"ok {case}" in result.stdout
+    processes = [
+        subprocess.Popen(
+            [sys.executable, str(script), *cases],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for cases in MIRRORED_CASES
+    ]
+    try:
+        outputs = [process.communicate(timeout=900) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    for process, cases, (stdout, stderr) in zip(processes, MIRRORED_CASES, outputs, strict=True):
+        assert process.returncode == 0, stderr[-3000:]
+        for case in cases:
+            assert f"ok {case}" in stdout, (case, stdout)
 
 
 def test_free_ports_are_distinct_and_bindable():
@@ -110,21 +132,40 @@ def test_free_ports_are_distinct_and_bindable():
 
 
 @pytest.fixture(scope="module")
-def multi_worker_run(tmp_path_factory):
-    """Two workers train on arrays (checkpoints, a JSONL log), then on a tf.data pipeline."""
+def killed_then_resumed(tmp_path_factory):
+    """Two workers train on arrays (checkpoints, a JSONL log); worker 1 SIGKILLs itself at
+    epoch 2, which fails the launch. Restarted with `resume=True`, they finish the 4
+    epochs, then also train on a tf.data pipeline. (One pair of launches serves the
+    launcher, chief-only, resume and tf.data tests: each launch costs two TF start-ups.)"""
     folder = tmp_path_factory.mktemp("multi_worker")
+    checkpoints, jsonl = folder / "checkpoints", str(folder / "metrics.jsonl")
+    start = time.monotonic()
+    with pytest.raises(WorkerFailed, match="Worker 1") as info:
+        launch_local(
+            distribute_workers.train,
+            2,
+            args=(str(checkpoints), 4, False, 2, jsonl),
+            log_dir=folder / "first",
+            timeout=900,
+        )
+    killed = {
+        "error": info.value,
+        "seconds": time.monotonic() - start,
+        "checkpoints": sorted(p.name for p in checkpoints.glob("ckpt-*.json")),
+        "leftover": Path(f"{checkpoints}-worker1-tmp").is_dir(),
+    }
     results = launch_local(
         distribute_workers.train,
         2,
-        args=(str(folder / "checkpoints"), 4, False, None, str(folder / "metrics.jsonl"), True),
-        log_dir=folder,
+        args=(str(checkpoints), 4, True, None, jsonl, True),
+        log_dir=folder / "second",
         timeout=900,
     )
-    return folder, results
+    return folder, killed, results
 
 
-def test_launch_local_gives_each_worker_the_cluster_and_its_index(multi_worker_run):
-    folder, results = multi_worker_run
+def test_launch_local_gives_each_worker_the_cluster_and_its_index(killed_then_resumed):
+    folder, _, results = killed_then_resumed
     configs = [r["tf_config"] for r in results]
     assert [c["task"] for c in configs] == [
         {"type": "worker", "index": 0},
@@ -134,21 +175,24 @@ def test_launch_local_gives_each_worker_the_cluster_and_its_index(multi_worker_r
     assert configs[1]["cluster"]["worker"] == addresses
     assert len(set(addresses)) == 2 and all(a.startswith("127.0.0.1:") for a in addresses)
     assert results[0]["pid"] != results[1]["pid"] != os.getpid()
-    assert sorted(p.name for p in folder.glob("*.log")) == ["worker-0.log", "worker-1.log"]
+    logs = sorted(p.name for p in (folder / "second").glob("*.log"))
+    assert logs == ["worker-0.log", "worker-1.log"]
 
 
-def test_a_dying_worker_fails_the_launch_with_its_log_and_stops_the_others(tmp_path):
-    start = time.monotonic()
-    with pytest.raises(WorkerFailed, match="Worker 1 exited with code 3") as info:
-        launch_local(distribute_workers.die_or_wait, 2, log_dir=tmp_path, timeout=600)
-    assert "failing on purpose" in info.value.log
-    assert time.monotonic() - start < 400  # worker 0 (sleeping 900 s) was stopped
+def test_a_dying_worker_fails_the_launch_with_its_log_and_stops_the_others(killed_then_resumed):
+    _, killed, _ = killed_then_resumed
+    error = killed["error"]
+    assert error.worker == 1 and error.exitcode == -9
+    assert "Worker 1 exited with code -9" in str(error)
+    assert "worker 1 kills itself at epoch 2" in error.log
+    # Worker 0, blocked in a collective with the dead worker, was stopped at once.
+    assert killed["seconds"] < 400
     with pytest.raises(ValueError, match="Received: num_workers=0"):
         launch_local(distribute_workers.die_or_wait, 0)
 
 
-def test_multi_worker_matches_one_process_and_only_the_chief_checkpoints(multi_worker_run):
-    folder, (chief, other) = multi_worker_run
+def test_multi_worker_matches_one_process_and_only_the_chief_checkpoints(killed_then_resumed):
+    folder, _, (chief, other) = killed_then_resumed
     checkpoints, jsonl = folder / "checkpoints", folder / "metrics.jsonl"
     assert (chief["chief"], other["chief"]) == (True, False)
     assert chief["replicas"] == 2
@@ -157,18 +201,30 @@ def test_multi_worker_matches_one_process_and_only_the_chief_checkpoints(multi_w
     _assert_same_weights(chief["weights"], weights)
     np.testing.assert_allclose(chief["history"]["loss"], history["loss"], rtol=1e-5)
     assert chief["checkpoint_dir"] == str(checkpoints)
-    # Only the chief runs the file loggers.
+    # Only the chief runs the file loggers (and the resumed run continued its file).
     assert "JSONLLogger" in chief["active_callbacks"]
     assert "JSONLLogger" not in other["active_callbacks"]
-    assert len(jsonl.read_text().splitlines()) == 4
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [0, 1, 2, 3]
     assert sorted(p.name for p in checkpoints.glob("ckpt-*.json"))
     # The other worker saved into a temporary copy, removed when it exited.
     assert other["checkpoint_dir"] != str(checkpoints)
     assert not Path(other["checkpoint_dir"]).exists()
 
 
-def test_multi_worker_tf_data_trains_on_every_row_once_per_epoch(multi_worker_run):
-    _, (chief, other) = multi_worker_run
+def test_multi_worker_resume_after_a_killed_worker(killed_then_resumed):
+    _, killed, (chief, other) = killed_then_resumed
+    assert killed["checkpoints"]  # epochs 1-2 were checkpointed before the kill
+    assert killed["leftover"]  # the killed worker could not remove its copy
+    weights, _ = _single_process_run()
+    _assert_same_weights(chief["weights"], weights)
+    _assert_same_weights(other["weights"], weights)
+    assert len(chief["history"]["loss"]) == 4
+    assert not Path(other["checkpoint_dir"]).exists()  # replaced, then removed
+
+
+def test_multi_worker_tf_data_trains_on_every_row_once_per_epoch(killed_then_resumed):
+    _, _, (chief, other) = killed_then_resumed
     chief, other = chief["dataset"], other["dataset"]
     single = distribute_workers.train_dataset(None)
     _assert_same_weights(chief["weights"], single["weights"])
@@ -189,32 +245,3 @@ def test_multi_worker_tf_data_trains_on_every_row_once_per_epoch(multi_worker_ru
         batches = [b for run in (chief, other) for b in run["seen"][3 * epoch : 3 * epoch + 3]]
         rows = [r for b in batches for r in b]
         assert sorted(rows) == list(range(20)), epoch  # every row exactly once
-
-
-@pytest.mark.timeout(2000)
-def test_multi_worker_resume_after_a_killed_worker(tmp_path):
-    checkpoints = tmp_path / "checkpoints"
-    with pytest.raises(WorkerFailed, match="Worker 1") as info:
-        launch_local(
-            distribute_workers.train,
-            2,
-            args=(str(checkpoints), 4, False, 2),  # worker 1 SIGKILLs itself at epoch 2
-            log_dir=tmp_path / "first",
-            timeout=900,
-        )
-    assert info.value.exitcode == -9
-    assert list(checkpoints.glob("ckpt-*.json"))  # epochs 1-2 were checkpointed
-    leftover = Path(f"{checkpoints}-worker1-tmp")
-    assert leftover.is_dir()  # the killed worker could not remove its copy
-    chief, other = launch_local(
-        distribute_workers.train,
-        2,
-        args=(str(checkpoints), 4, True),
-        log_dir=tmp_path / "second",
-        timeout=900,
-    )
-    weights, _ = _single_process_run()
-    _assert_same_weights(chief["weights"], weights)
-    _assert_same_weights(other["weights"], weights)
-    assert len(chief["history"]["loss"]) == 4
-    assert not leftover.exists()  # the restarted worker replaced it, then removed it

@@ -6,13 +6,19 @@ from `TF_CONFIG`). The Trainer then:
 
 - builds the model (if given as a function), the optimizer, the metrics and
   the step's own variables (accumulators, trackers) under `strategy.scope()`;
-- runs every step through `strategy.run`: each replica trains on its
-  contiguous slice of the global batch, losses are averaged over the global
-  batch and the gradients all-reduced before clipping, accumulation and the
-  non-finite check (see `tfcraft.training.replica_step`). In-memory data keeps
-  its stateless `(seed, epoch)` permutation; with several workers every worker
-  computes the same permutation and its replicas take their slices of it;
-- evaluates and predicts on one device per worker (same numbers everywhere);
+- runs every step through `strategy.run`: losses are averaged over the
+  global batch and the gradients all-reduced before clipping, accumulation
+  and the non-finite check (see `tfcraft.training.replica_step`). In-memory
+  data keeps its stateless `(seed, epoch)` permutation; every worker computes
+  the same one and each replica takes its contiguous slice of each batch. A
+  `tf.data.Dataset` goes through `strategy.distribute_datasets_from_function`:
+  each worker keeps its replicas' parts of every global batch
+  (`tfcraft.training.distributed_data`);
+- evaluates on the replicas too (same numbers as one device); predicts on one
+  device per worker (every worker gets every prediction, and random-drawing
+  models draw what one device draws);
+- runs a custom `train_step` on every replica, on its part of the batch (it
+  averages its loss with `global_batch_size()`);
 - in multi-worker runs lets only the chief write: checkpoints (the other
   workers write theirs, as TensorFlow requires every worker to save, to a
   copy beside it that is removed) and the file loggers (`chief_only` callbacks).

@@ -42,6 +42,7 @@ Example (one device: the helper works without a strategy too):
 >>> from tfcraft.training.distribute import global_batch_size
 >>> class Step(tf.Module):
 ...     def __init__(self, model):
+...         super().__init__()
 ...         self.optimizer = keras.optimizers.SGD(0.1)
 ...         self.optimizer.build(model.trainable_variables)
 ...     def __call__(self, model, batch):

@@ -5,7 +5,9 @@ non-finite values and applies updates. Under a `tf.distribute` strategy (or a
 float16 loss scale) it is given two adapters instead of the user's pieces:
 
 - `ReplicatedLossFn` wraps the `loss_fn`. On each replica (`strategy.run`) it
-  takes that replica's contiguous slice of the global batch, runs the forward
+  takes that replica's contiguous slice of the global batch (or, from a
+  distributed dataset, the part the replica already holds: a `ShardedBatch`,
+  see `tfcraft.training.distributed_data`), runs the forward
   and backward pass, weights loss and gradients by `local_size / global_size`
   (for a loss that is a mean over its slice this is exactly
   `tf.nn.compute_average_loss(per_example, global_batch_size)`, and it counts
@@ -16,6 +18,8 @@ float16 loss scale) it is given two adapters instead of the user's pieces:
   and accumulators see the same all-reduced values on every replica, and every
   replica skips the same updates. Predictions for metrics are all-reduced into
   a fixed-size buffer (collectives need the same shape at every call).
+  Evaluation (`training=False`) runs on the replicas the same way, without
+  gradients.
 - `ReplicaOptimizer` applies the (clipped) gradients on every replica with the
   Keras optimizer, which sums gradients across replicas itself: replica 0 gives
   the gradients and the others zeros, so the sum is exact.
