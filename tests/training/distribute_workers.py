@@ -83,8 +83,11 @@ def dataset(n=20, batch_size=8):
 
     x, y = data(n)
     ids = np.arange(n, dtype="float32")[:, None]
-    rows = tf.data.Dataset.from_tensor_slices((np.concatenate([x, ids], axis=1), y))
-    return rows.shuffle(n, seed=5, reshuffle_each_iteration=False).batch(batch_size)
+    # A fixed shuffled order (NumPy, not `Dataset.shuffle`, whose order also depends on
+    # the process's global TF seed): every process must see the same batches.
+    order = np.random.default_rng(5).permutation(n)
+    rows = (np.concatenate([x, ids], axis=1)[order], y[order])
+    return tf.data.Dataset.from_tensor_slices(rows).batch(batch_size)
 
 
 def train_dataset(strategy, epochs=3):
