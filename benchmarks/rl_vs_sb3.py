@@ -24,6 +24,7 @@ import os
 import statistics
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -336,14 +337,30 @@ def main():
         "--seeds", type=int, default=None, help="seeds per env (5 CartPole, 3 others)"
     )
     parser.add_argument("--runs", nargs="+", default=list(RUNNERS), choices=list(RUNNERS))
+    parser.add_argument(
+        "--seed-list", type=int, nargs="+", default=None, help="run these seeds (overrides --seeds)"
+    )
+    parser.add_argument(
+        "--results",
+        default=str(RESULTS_JSON),
+        help="JSON to merge into (runs split across processes each write their own)",
+    )
+    parser.add_argument(
+        "--merge", nargs="*", default=[], help="JSON files of other runs to merge before the report"
+    )
     parser.add_argument("--report-only", action="store_true", help="redo table/plot from JSON")
     args = parser.parse_args()
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    results = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
+    path = Path(args.results)
+    results = json.loads(path.read_text()) if path.exists() else {}
+    for other in args.merge:  # per env and library, seeds of both files
+        for key, libs in json.loads(Path(other).read_text()).items():
+            for lib, seeds in libs.items():
+                results.setdefault(key, {}).setdefault(lib, {}).update(seeds)
     for key in [] if args.report_only else args.envs:
         total = ENVS[key][1]
-        seeds = range(args.seeds or (5 if key == "cartpole" else 3))
+        seeds = args.seed_list or range(args.seeds or (5 if key == "cartpole" else 3))
         results[key] = {}
         for seed in seeds:  # libraries interleaved per seed: same load for each
             for lib in args.runs:
@@ -354,7 +371,7 @@ def main():
                     f"eval {run['eval']:.1f}",
                     flush=True,
                 )
-                write_text_atomic(RESULTS_JSON, json.dumps(results))
+                write_text_atomic(path, json.dumps(results))
     command = " ".join(a for a in sys.argv[1:] if a != "--report-only")
     tables, verdicts = summarize(results)
     plot(results)
