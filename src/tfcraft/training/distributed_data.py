@@ -13,9 +13,10 @@ A `tf.data.Dataset` of *global* batches goes through
   row, and may be empty;
 - worker `input_pipeline_id` keeps only its replicas' parts, in replica
   order: the DATA auto-shard policy applied to the rows of each batch. Every
-  worker runs the whole input pipeline (so shuffling with a seed, or any
-  deterministic pipeline, must give every worker the same batches) and
-  feeds only its own rows to its replicas. Together the workers train on
+  worker runs the whole input pipeline, which must give every worker the
+  same batches (a deterministic pipeline; `Dataset.shuffle(seed=...)` only if
+  every worker sets the same global seed too), and feeds only its own rows
+  to its replicas. Together the workers train on
   every row of every batch exactly once per epoch, in the dataset's order,
   and each step sees exactly the global batch one device would see; hence
   the results equal one device's (tested to 1e-5).
@@ -119,6 +120,20 @@ def per_worker_dataset(dataset: tf.data.Dataset, input_context) -> tf.data.Datas
     local = replicas // input_context.num_input_pipelines
     first = input_context.input_pipeline_id * local
     is_tuple = isinstance(dataset.element_spec, tuple)
+    options = tf.data.Options()
+    # Sharding is done here, by rows of each batch; tf.data must not shard again.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    if replicas == 1:
+        return dataset.with_options(options)
+    if local == 1:  # one part per batch: a map (a flat_map per batch costs more)
+
+        def only_part(*element):
+            batch = element if is_tuple else element[0]
+            size = tf.shape(tf.nest.flatten(batch)[0], out_type=tf.int64)[0]
+            low, high = replica_bounds(first, replicas, size)
+            return tf.nest.map_structure(lambda t: t[low:high], batch)
+
+        return dataset.map(only_part).with_options(options)
 
     def parts(*element):
         batch = element if is_tuple else element[0]
@@ -130,9 +145,6 @@ def per_worker_dataset(dataset: tf.data.Dataset, input_context) -> tf.data.Datas
 
         return tf.data.Dataset.range(local).map(part)
 
-    options = tf.data.Options()
-    # Sharding is done here, by rows of each batch; tf.data must not shard again.
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return dataset.flat_map(parts).with_options(options)
 
 
@@ -165,11 +177,13 @@ def sharded_batch(strategy, per_replica, rows: int | None, gather_targets: bool)
         replica_id = tf.cast(context.replica_id_in_sync_group, tf.int32)
         x, y, sample_weight = unpack_batch(batch)
         local = tf.shape(tf.nest.flatten(x)[0])[0]
+        targets = {k: v for k, v in (("y", y), ("w", sample_weight)) if v is not None}
+        if num_replicas == 1:  # nothing to gather
+            return {"sizes": tf.reshape(local, [1]), **(targets if gather_targets else {})}
         # float32: every collective implementation sums it (sizes are far below 2**24).
         one_hot = tf.one_hot(replica_id, num_replicas) * tf.cast(local, tf.float32)
         sizes = tf.cast(context.all_reduce(_SUM, one_hot), tf.int32)
         out = {"sizes": sizes}
-        targets = {k: v for k, v in (("y", y), ("w", sample_weight)) if v is not None}
         if gather_targets and targets:
             if rows is None:
                 raise ValueError(
