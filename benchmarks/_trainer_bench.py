@@ -128,16 +128,24 @@ def make_adam(clipped: bool = True) -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam(learning_rate=LEARNING_RATE, global_clipnorm=clipnorm)
 
 
-class KerasEpochTimer(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.seconds = []
+def epoch_timer_class(callback_class):
+    """A callback class (Keras' or tfcraft's base) recording each epoch's wall time."""
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
+    class EpochTimer(callback_class):
+        def __init__(self):
+            super().__init__()
+            self.seconds = []
 
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self._start)
+
+    return EpochTimer
+
+
+KerasEpochTimer = epoch_timer_class(keras.callbacks.Callback)
 
 
 # ---------------------------------------------------------------- keras, eager
@@ -248,19 +256,7 @@ def make_trainer(api, weights, num_inputs, callbacks=()):
 
 def make_epoch_timer(callback_class):
     """A tfcraft callback recording each epoch's wall time."""
-
-    class EpochTimer(callback_class):
-        def __init__(self):
-            super().__init__()
-            self.seconds = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self._start)
-
-    return EpochTimer()
+    return epoch_timer_class(callback_class)()
 
 
 def bench_trainer_long(api, weights, data, num_rows, epochs) -> float:
