@@ -100,3 +100,14 @@ def test_bad_inputs():
             ),
             0.05,
         )
+
+
+def test_one_level_per_forecast_equals_each_scalar_level():
+    t = tfp.distributions.StudentT(df=[3.0, 5.0, 9.0], loc=[0.0, 0.1, -0.2], scale=[1.0, 2.0, 0.5])
+    levels = np.array([0.01, 0.05, 0.002])
+    var, es = bayes.value_at_risk(t, levels), bayes.expected_shortfall(t, levels)
+    for i, level in enumerate(levels):
+        assert var[i] == pytest.approx(bayes.value_at_risk(t, float(level))[i], rel=1e-12)
+        assert es[i] == pytest.approx(bayes.expected_shortfall(t, float(level))[i], rel=1e-12)
+    with pytest.raises(ValueError, match=r"Received: level=1.5"):
+        bayes.value_at_risk(t, np.array([0.01, 1.5, 0.05]))

@@ -36,8 +36,17 @@ __all__ = ["expected_shortfall", "lower_quantile", "tail_components", "value_at_
 _BISECTION_STEPS = 64
 
 
-def _check_level(level: object) -> float:
-    return check_float_in_range("level", level, 0.0, 1.0)
+def _check_level(level: object) -> float | np.ndarray:
+    """A tail probability in (0, 1), or an array of them (one per forecast)."""
+    if np.ndim(level) == 0:
+        return check_float_in_range("level", level, 0.0, 1.0)
+    levels = np.asarray(level, dtype=np.float64)
+    outside = ~((levels > 0.0) & (levels < 1.0))
+    if np.any(outside):
+        raise ValueError(
+            f"Argument `level` must be in (0, 1). Received: level={float(levels[outside][0])!r}"
+        )
+    return levels
 
 
 def _finite(name: str, array: np.ndarray) -> np.ndarray:
@@ -148,7 +157,8 @@ def lower_quantile(distribution, level: float) -> np.ndarray:
 
     Args:
         distribution: As in `tail_components`.
-        level: Tail probability in (0, 1).
+        level: Tail probability in (0, 1), or an array of them that broadcasts
+            to the batch shape (one level per forecast).
 
     Returns:
         NumPy float64 quantiles with the distribution's batch shape.
@@ -201,7 +211,7 @@ def expected_shortfall(distribution, level: float) -> np.ndarray:
 
     Args:
         distribution: As in `tail_components`.
-        level: Tail probability in (0, 1).
+        level: Tail probability in (0, 1), or an array (as in `lower_quantile`).
 
     Returns:
         NumPy float64 values with the distribution's batch shape.

@@ -212,12 +212,10 @@ class _Forecaster:
 
 
 def student_t_risk(params, mean: float, std: float, levels) -> tuple[np.ndarray, np.ndarray]:
-    """VaR and ES of Student-t forecasts (raw `StudentTHead` outputs) in closed form.
+    """VaR and ES of Student-t forecasts (raw `StudentTHead` outputs), by `tfcraft.bayes`.
 
     `params` `(n, 3)` are the head's outputs on standardised returns (`mean`,
     `std`); `levels` broadcast to `(n, L)`, one row of levels per forecast.
-    ES of a Student-t with `df = v`: `-loc + scale (v + t^2) / (v - 1) f_v(t) / p`,
-    `t` its standard `p`-quantile (McNeil, Frey & Embrechts 2015, eq. 2.25).
 
     Example:
 
@@ -225,19 +223,20 @@ def student_t_risk(params, mean: float, std: float, levels) -> tuple[np.ndarray,
     >>> bool(es[0, 0] > var[0, 0] > var[0, 1] > 0)
     True
     """
-    from scipy import stats
+    import tensorflow_probability as tfp
+
+    from tfcraft.bayes import expected_shortfall, value_at_risk
 
     params = np.asarray(params, np.float64)
     softplus = np.logaddexp(0.0, params[:, 1:])
-    df = (2.0 + softplus[:, 1])[:, None]
-    loc = (params[:, 0] * std + mean)[:, None]
-    scale = (softplus[:, 0] * std)[:, None]
+    dist = tfp.distributions.StudentT(
+        2.0 + softplus[:, 1], params[:, 0] * std + mean, softplus[:, 0] * std
+    )
     levels = np.broadcast_to(
         np.asarray(levels, np.float64), (params.shape[0], np.shape(levels)[-1])
     )
-    t = stats.t.ppf(levels, df)
-    var = -(loc + scale * t)
-    es = -loc + scale * (df + t**2) / (df - 1.0) * stats.t.pdf(t, df) / levels
+    var = np.stack([value_at_risk(dist, column) for column in levels.T], axis=1)
+    es = np.stack([expected_shortfall(dist, column) for column in levels.T], axis=1)
     return var, es
 
 
