@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -46,9 +47,17 @@ class DatasetData:
     sample: Any = None  # a first batch already seen (generators), to build the model
 
     def first_batch(self):
-        """A batch to build the model with, without consuming generator data."""
+        """A batch to build the model with, without consuming generator data.
+
+        Read once per `DatasetData` (each `fit` call adapts its data anew), so
+        building, planning and the loop share one pass over one batch.
+        """
         if self.sample is not None:
             return self.sample
+        return self._first_batch
+
+    @functools.cached_property
+    def _first_batch(self):
         for batch in self.dataset.take(1):
             return batch
         return None
@@ -163,6 +172,17 @@ def _from_generator(make_iterator: Callable[[], Iterator], name: str, single_pas
             )
 
     dataset = tf.data.Dataset.from_generator(generator, output_signature=spec)
+    if single_pass:
+        # One generator object feeds every epoch, so nothing may read ahead of
+        # the steps taken: tf.data's injected prefetch lost the batches it had
+        # read when an epoch was cut by `steps_per_epoch`.
+        options = tf.data.Options()
+        options.experimental_optimization.inject_prefetch = False
+        dataset = dataset.with_options(options)
+    else:
+        # A fresh generator per epoch: read ahead, as Keras does, so the Python
+        # code runs beside the training step instead of between steps.
+        dataset = dataset.prefetch(tf.data.AUTOTUNE)
     return DatasetData(dataset, None, single_pass, sample=first)
 
 

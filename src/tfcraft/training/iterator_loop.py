@@ -25,13 +25,17 @@ Example:
 from __future__ import annotations
 
 import functools
+import queue
+import sys
+import threading
+import time
 import warnings
 
 import tensorflow as tf
 
 from tfcraft.training.loop_parts import XLA_ERRORS, logs_spec, loop_step, zeros_like_spec
 
-__all__ = ["IteratorLoop"]
+__all__ = ["IteratorLoop", "RetiredIterators"]
 
 # Bytes of stacked batches per XLA chunk; at most `_MAX_CHUNK` batches.
 _CHUNK_BYTES = 16 * 2**20
@@ -227,3 +231,59 @@ class IteratorLoop:
         """Run up to `num_steps` steps; returns logs (tensors) and the number of steps run."""
         logs, steps = self._run(iterator, tf.constant(min(num_steps, 2**31 - 1)))
         return logs, int(steps)
+
+
+class RetiredIterators:
+    """Lets go of finished iterators on a background thread.
+
+    Deleting a `tf.data` iterator blocks until its pipeline's background
+    threads wind down: measured here 0.03-0.2 s right after the last batch,
+    and 0.5-1.3 s for one that finished a second earlier, which was most of
+    the cost of a one-epoch `fit` call. `retire` hands the iterator to a
+    daemon thread that drops it there, so training goes on meanwhile (the
+    wait is idle, not compute). `join()` waits until every retired iterator
+    is gone.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> retired = RetiredIterators()
+    >>> retired.retire(iter(tf.data.Dataset.range(3)))
+    >>> retired.join()
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._pending = 0
+        self._lock = threading.Condition()
+
+    def retire(self, iterator) -> None:
+        """Drop `iterator` (the caller's last reference) on the background thread."""
+        with self._lock:
+            self._pending += 1
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._drop_forever, name="tfcraft-retired-iterators", daemon=True
+                )
+                self._thread.start()
+        self._queue.put(iterator)
+
+    def join(self) -> None:
+        """Wait until every retired iterator has been deleted."""
+        with self._lock:
+            self._lock.wait_for(lambda: self._pending == 0)
+
+    def _drop_forever(self) -> None:
+        while True:
+            iterator = self._queue.get()
+            # Wait (briefly) until the caller has dropped its reference, so that
+            # the blocking deletion happens here, off the training thread.
+            for _ in range(100):
+                if sys.getrefcount(iterator) <= 2:  # this name and the call's argument
+                    break
+                time.sleep(0.01)
+            del iterator
+            with self._lock:
+                self._pending -= 1
+                self._lock.notify_all()
