@@ -16,6 +16,15 @@ al. 2018). Two scores:
 Binary `(n,)` probabilities are read as `[1 - p, p]`. With ties in the scores
 coverage stays above `level` but may exceed `level + 1 / (n + 1)`.
 
+With `smoothing=True` (either score) a label enters the set when its smoothed
+conformal p-value `(#{s_i > s} + u * (#{s_i = s} + 1)) / (n + 1)`, one uniform
+`u` per test row, exceeds `1 - level` (Vovk, Gammerman & Shafer 2005, sec.
+2.4; crepes' `smoothing=True`). Coverage then equals `level` exactly in
+expectation over calibration set, test case and `u`, with ties and on small
+calibration sets alike, instead of lying anywhere in
+`[level, level + 1 / (n + 1)]` (more with ties); the price is that a case on the
+boundary gets a set that depends on the draw.
+
 Example:
 
 >>> probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.3, 0.7]])
@@ -80,7 +89,10 @@ class ConformalClassifier:
         randomize: APS only: break the score of the true class with a uniform
             draw (Romano et al. 2020), for coverage close to `level` instead of
             above it. Defaults to `True`.
-        seed: Optional int seed of those uniform draws.
+        smoothing: Use smoothed p-values (see the module docstring): coverage
+            equal to `level` in expectation rather than at least `level`.
+            Defaults to `False`.
+        seed: Optional int seed of those uniform draws (APS scores and smoothing).
 
     Attributes:
         quantile_: The calibrated score threshold `q` (`inf` when the
@@ -94,10 +106,12 @@ class ConformalClassifier:
         method: str = "lac",
         randomize: bool = True,
         seed: int | None = None,
+        smoothing: bool = False,
     ) -> None:
         self.level = check_float_in_range("level", level, 0.0, 1.0)
         self.method = check_choice("method", method, METHODS)
         self.randomize = bool(randomize)
+        self.smoothing = bool(smoothing)
         self.seed = seed
         self._rng = np.random.default_rng(seed)
 
@@ -121,7 +135,8 @@ class ConformalClassifier:
         scores = self._scores(probs)[np.arange(y.size), y]
         n = scores.size
         rank = math.ceil((n + 1) * self.level)
-        self.quantile_ = float(np.sort(scores)[rank - 1]) if rank <= n else math.inf
+        self.scores_ = np.sort(scores)
+        self.quantile_ = float(self.scores_[rank - 1]) if rank <= n else math.inf
         self.n_calibration_ = n
         self.num_classes_ = probs.shape[1]
         return self
@@ -139,8 +154,21 @@ class ConformalClassifier:
                 f"`probs` has {probs.shape[1]} classes, but the ConformalClassifier was "
                 f"fitted with {self.num_classes_}."
             )
+        scores = self._scores(probs)
+        if self.smoothing:
+            return self._p_values(scores) > 1.0 - self.level
         # A small tolerance so float rounding of the same score does not drop a class.
-        return self._scores(probs) <= self.quantile_ + 1e-12
+        return scores <= self.quantile_ + 1e-12
+
+    def _p_values(self, scores) -> np.ndarray:
+        """Smoothed conformal p-values of scores `(n, k)`, one uniform draw per row."""
+        scores = np.asarray(scores, np.float64)
+        # Scores within 1e-12 count as equal (float rounding of the same score).
+        below = np.searchsorted(self.scores_, scores - 1e-12, side="left")
+        upto = np.searchsorted(self.scores_, scores + 1e-12, side="right")
+        u = self._rng.uniform(size=scores.shape[:1] + (1,) * (scores.ndim - 1))
+        n = self.scores_.size
+        return ((n - upto) + u * (upto - below + 1)) / (n + 1)
 
 
 def set_coverage(sets, y_true) -> float:
