@@ -80,3 +80,32 @@ def test_temperature_scaling_keeps_ranking_and_conformal_sets_and_lowers_validat
     raw = healthcare.evaluate_probs(y[200:], probs[200:])
     scaled = healthcare.evaluate_probs(y[200:], test)
     assert scaled["ece"] < raw["ece"]  # same data-generating process: calibration carries over
+
+
+def test_evaluate_probs_smoothed_conformal_covers_the_level_on_small_calibration_parts():
+    # 42 calibration cases as on Cleveland: plain LAC sets cover ceil(43 * 0.9) / 43 = 0.907
+    # in expectation, the smoothed ones 0.90 (Vovk et al. 2005).
+    rng = np.random.default_rng(2)
+    plain, smoothed = [], []
+    for split in range(1500):
+        y = rng.integers(0, 2, size=132)
+        p = np.round(1.0 / (1.0 + np.exp(-(3.0 * (y - 0.5) + rng.normal(0, 1.5, 132)))), 2)
+        probs = np.stack([1 - p, p], axis=1)
+        args = (y[42:], probs[42:], y[:42], probs[:42])
+        plain.append(healthcare.evaluate_probs(*args, smoothing=False)["coverage_90"])
+        smoothed.append(healthcare.evaluate_probs(*args, seed=split)["coverage_90"])
+    stderr = np.std(smoothed) / np.sqrt(len(smoothed))
+    assert abs(np.mean(smoothed) - 0.9) < 3 * stderr
+    assert np.mean(plain) > 0.9 + 3 * stderr
+    assert healthcare.evaluate_probs(*args, seed=3) == healthcare.evaluate_probs(*args, seed=3)
+
+
+def test_fit_predict_with_weight_decay_returns_probabilities():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(60, 3)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32)
+    val, test = healthcare.fit_predict(
+        "deterministic", x[:40], y[:40], x[40:], y[40:], x[40:], quick=True, weight_decay=0.1
+    )
+    assert val.shape == test.shape == (20, 2)
+    np.testing.assert_allclose(val.sum(axis=1), 1.0, atol=1e-5)
