@@ -155,6 +155,11 @@ def main(cases):
         elif case == "one_replica":
             one = references.get("default") or train(None, "default")
             two = train(tf.distribute.MirroredStrategy(["/cpu:0"]), "default")
+        elif case == "one_replica_dataset":  # fed without a distributed iterator
+            x, y = data()
+            dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+            one = train(None, "default", fit_data=dataset)
+            two = train(tf.distribute.MirroredStrategy(["/cpu:0"]), "default", fit_data=dataset)
         else:
             one = references[case] = train(None, case)
             two = train(mirrored, case)
@@ -165,5 +170,13 @@ def main(cases):
 if __name__ == "__main__":
     main(
         sys.argv[1:]
-        or [*CASES, "dataset", "custom_step", "custom_step_dataset", "nan_skip", "one_replica"]
+        or [
+            *CASES,
+            "dataset",
+            "custom_step",
+            "custom_step_dataset",
+            "nan_skip",
+            "one_replica",
+            "one_replica_dataset",
+        ]
     )

@@ -89,7 +89,7 @@ def test_per_worker_datasets_split_every_batch_between_the_workers_exactly_once(
 # (the suite runs tests one at a time on 2 cores; each process is one core's work).
 MIRRORED_CASES = (
     ("default", "one_replica", "loss_fn", "accumulate_clip"),
-    ("dataset", "custom_step", "custom_step_dataset", "nan_skip"),
+    ("dataset", "custom_step", "custom_step_dataset", "nan_skip", "one_replica_dataset"),
 )
 
 
