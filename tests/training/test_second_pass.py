@@ -307,6 +307,8 @@ def test_fit_on_a_dataset_lets_go_of_its_iterators_in_the_background():
     import threading
     import weakref
 
+    from tfcraft.training.iterator_loop import RETIRED_ITERATORS
+
     x, y = _data()
     trainer = Trainer(_model(), "sgd", loss="mse", seed=0)
     deleted_on = []
@@ -319,7 +321,7 @@ def test_fit_on_a_dataset_lets_go_of_its_iterators_in_the_background():
 
     trainer._distribution.iterate = tracked_iterate
     trainer.fit(_dataset(x, y, 8), epochs=3, verbose=0)
-    trainer._retired.join()
+    RETIRED_ITERATORS.join()
     assert deleted_on == ["tfcraft-retired-iterators"] * 3
 
 

@@ -35,7 +35,7 @@ import tensorflow as tf
 
 from tfcraft.training.loop_parts import XLA_ERRORS, logs_spec, loop_step, zeros_like_spec
 
-__all__ = ["IteratorLoop", "RetiredIterators"]
+__all__ = ["RETIRED_ITERATORS", "IteratorLoop", "RetiredIterators"]
 
 # Bytes of stacked batches per XLA chunk; at most `_MAX_CHUNK` batches.
 _CHUNK_BYTES = 16 * 2**20
@@ -287,3 +287,7 @@ class RetiredIterators:
             with self._lock:
                 self._pending -= 1
                 self._lock.notify_all()
+
+
+# One per process: every Trainer hands its finished iterators to this one thread.
+RETIRED_ITERATORS = RetiredIterators()

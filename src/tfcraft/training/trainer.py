@@ -28,7 +28,7 @@ from tfcraft.training import data as data_lib
 from tfcraft.training.callbacks_base import Callback, CallbackList
 from tfcraft.training.distribute import Distribution
 from tfcraft.training.evaluation import ArrayEvaluator, Predictor
-from tfcraft.training.iterator_loop import RetiredIterators
+from tfcraft.training.iterator_loop import RETIRED_ITERATORS
 from tfcraft.training.loop_parts import XLA_ERRORS, to_python_logs
 from tfcraft.training.loops import MAX_EPOCHS_PER_CALL, ArrayLoop
 from tfcraft.training.parts import CustomStep, default_callbacks
@@ -187,7 +187,6 @@ class Trainer:
         self._skip = False
         self._test_step = None
         self._loops = self._distribution.loop_cache()
-        self._retired = RetiredIterators()  # finished epochs' iterators, let go later
         self._loop = None  # the training loop of the last `fit`
         self._predictor = None
         self._checkpoints = (
@@ -518,7 +517,7 @@ class Trainer:
             if self.stop_training:
                 break
         if iterator is not None:
-            self._retired.retire(iterator)
+            RETIRED_ITERATORS.retire(iterator)
             del iterator  # the background thread holds the last reference now
         return logs, position, epoch_nonfinite, ran_out
 
